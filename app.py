@@ -1,0 +1,72 @@
+"""ctxrec app entry: page config, shared sidebar (model, catalog, device), navigation."""
+
+import streamlit as st
+
+from ctxrec import DEFAULT_ENCODER, CatalogError, ModelLoadError, read_catalog_csv
+from ui import state
+from ui.context_editor import init_context_state
+
+st.set_page_config(page_title="ctxrec", page_icon="🧭", layout="wide")
+state.init_state()
+init_context_state()
+
+MODEL_CHOICES = (DEFAULT_ENCODER, "sentence-transformers/all-mpnet-base-v2",
+                 "BAAI/bge-small-en-v1.5", "Other (Hugging Face id or local folder)…")
+
+
+def _sidebar_model() -> None:
+    st.subheader("Language model")
+    choice = st.selectbox("Encoder", MODEL_CHOICES, key="model_choice")
+    name = st.text_input("Model id or folder", key="model_custom") \
+        if choice == MODEL_CHOICES[-1] else choice
+    trust = st.checkbox("Trust remote code", key="model_trust",
+                        help="Lets the model run its own Python code. Only for authors you trust.")
+    if (name, trust) != (st.session_state[state.MODEL_KEY], st.session_state[state.TRUST_KEY]) \
+            and st.button("Load model", key="model_load", type="primary"):
+        try:
+            state.cached_encoder(name, trust)
+        except ModelLoadError as err:
+            st.session_state["model_error"] = str(err)
+        else:
+            st.session_state[state.MODEL_KEY], st.session_state[state.TRUST_KEY] = name, trust
+            st.session_state.pop("model_error", None)
+    if st.session_state.get("model_error"):
+        st.error(f"{st.session_state['model_error']} Keeping "
+                 f"{st.session_state[state.MODEL_KEY]}.")
+    enc = state.encoder()
+    st.caption(f"In use: **{enc.name}** · {enc.dim}-d · window {enc.max_tokens} tokens · "
+               f"device **{enc.device}** ({enc.precision})")
+
+
+def _sidebar_catalog() -> None:
+    st.subheader("Catalog")
+    source = st.radio("Items", ("Built-in", "Upload CSV"), key="catalog_source", horizontal=True)
+    if source == "Built-in":
+        st.session_state.pop(state.CATALOG_KEY, None)
+    else:
+        upload = st.file_uploader("Catalog CSV (id, title, and optionally category, description, "
+                                  "tags, mood, dayparts, …)", type=["csv"], key="catalog_upload")
+        if upload is not None and st.session_state.get("catalog_upload_id") != upload.file_id:
+            st.session_state["catalog_upload_id"] = upload.file_id
+            try:
+                st.session_state[state.CATALOG_KEY] = read_catalog_csv(upload.getvalue(),
+                                                                       name=upload.name)
+                st.session_state.pop("catalog_error", None)
+            except CatalogError as err:
+                st.session_state["catalog_error"] = err
+        if st.session_state.get("catalog_error"):
+            err = st.session_state["catalog_error"]
+            st.error("The file was not loaded:\n\n" + "\n".join(f"- {p}" for p in err.problems[:8]))
+    cat = state.catalog()
+    st.caption(f"In use: **{cat.name}** · {len(cat):,} items")
+    if cat.problems:
+        with st.expander(f"⚠️ {len(cat.problems)} row problem(s): those rows were skipped"):
+            st.markdown("\n".join(f"- {p}" for p in cat.problems[:50]))
+
+
+with st.sidebar:
+    _sidebar_model()
+    _sidebar_catalog()
+
+page = st.navigation([st.Page("pages/recommend.py", title="Recommend", icon="🎯", default=True)])
+page.run()

@@ -1,0 +1,115 @@
+"""Benchmarks that print JSON. Ratios are measured against a reference in the same run, because the
+machine is shared and absolute times drift."""
+
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import replace
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .catalog import Catalog, builtin_catalog
+from .context import Context, HistoryEntry
+from .embed_cache import item_embeddings
+from .encoders import TextEncoder, load_encoder
+from .recommender import Recommender
+
+__all__ = ["bench_encode", "bench_recommend", "synthetic_catalog"]
+
+_INTENTS = ("something calm to read before bed", "a quick vegetarian dinner for two",
+            "loud music for a morning run", "a funny film with the kids", "a podcast about space",
+            "somewhere cozy for coffee and work", "a day out in nature", "a tense late-night thriller",
+            "a board game for friends", "a short workout at my desk")
+
+
+def synthetic_catalog(base: Catalog, vectors: np.ndarray, size: int, seed: int = 0
+                      ) -> tuple[Catalog, np.ndarray]:
+    """``size`` items made from the built-in ones: rows repeated with new ids, vectors jittered and
+    re-normalised, so scores and attributes stay realistic without encoding ``size`` texts."""
+    rng = np.random.default_rng(seed)
+    picks = np.arange(size) % len(base)
+    items = base.items.iloc[picks].reset_index(drop=True)
+    items["id"] = [f"{i}~{n}" for n, i in enumerate(items["id"])]
+    jitter = rng.standard_normal((size, vectors.shape[1])).astype(np.float32) * 0.02
+    synth = vectors[picks] + jitter
+    synth /= np.linalg.norm(synth, axis=1, keepdims=True)
+    return Catalog(items=pd.DataFrame(items), name=f"synthetic-{size}"), synth
+
+
+def _percentiles(samples_ms: Sequence[float]) -> dict[str, float]:
+    arr = np.asarray(samples_ms)
+    return {"p50_ms": round(float(np.percentile(arr, 50)), 2),
+            "p95_ms": round(float(np.percentile(arr, 95)), 2)}
+
+
+def _time_calls(call: Callable[[int], object], n: int, warmup: int = 3) -> list[float]:
+    for i in range(warmup):
+        call(-1 - i)
+    samples = []
+    for i in range(n):
+        start = time.perf_counter()
+        call(i)
+        samples.append((time.perf_counter() - start) * 1000)
+    return samples
+
+
+def bench_recommend(sizes: Sequence[int] = (1_000, 10_000, 100_000), calls: int = 50, k: int = 20,
+                    encoder: TextEncoder | None = None) -> dict:
+    """Latency of ``recommend(context, k)`` with a new intent on every call.
+
+    Two cases per size: only the intent changes (the history and situation components come from
+    the recommender's cache, as when a person types), and intent and history both change (nothing
+    cached but the item vectors).
+    """
+    encoder = encoder or load_encoder()
+    base = builtin_catalog()
+    base_vectors = item_embeddings(encoder, base)
+    history = tuple(HistoryEntry(i, s) for i, s in
+                    zip(base.ids[[3, 40, 77, 150, 222]], (1, 1, -1, 1, 1)))
+    situation = Context(when=pd.Timestamp("2026-11-21 19:30").to_pydatetime(), place="home",
+                        device="tv", companions=("family",), history=history)
+    results = {}
+    for size in sizes:
+        catalog, vectors = synthetic_catalog(base, base_vectors, size)
+        rec = Recommender(catalog, encoder, vectors)
+        first_ids = catalog.ids
+
+        def new_intent(i: int) -> None:
+            rec.recommend(replace(situation, intent=f"{_INTENTS[i % 10]} (variant {i})"), k=k)
+
+        def new_intent_and_history(i: int) -> None:
+            fresh = history + (HistoryEntry(str(first_ids[(i * 7919) % size]), 1),)
+            rec.recommend(replace(situation, history=fresh,
+                                  intent=f"{_INTENTS[i % 10]} (take {i})"), k=k)
+
+        results[str(size)] = {"new_intent": _percentiles(_time_calls(new_intent, calls)),
+                              "new_intent_and_history":
+                                  _percentiles(_time_calls(new_intent_and_history, calls))}
+    return {"benchmark": "recommend", "k": k, "calls": calls, "history_items": len(history) + 1,
+            "encoder": encoder.name, "device": encoder.device, "torch_threads":
+                torch.get_num_threads(), "machine": platform.machine(), "results": results,
+            "encode": bench_encode(encoder, base)}
+
+
+def bench_encode(encoder: TextEncoder, catalog: Catalog, n_texts: int = 2_000, repeats: int = 3
+                 ) -> dict:
+    """Catalog-encoding throughput of :meth:`TextEncoder.encode` as a ratio to plain
+    ``SentenceTransformer.encode`` on the same texts, best of ``repeats`` each, interleaved."""
+    base = catalog.texts()
+    texts = [f"{base[i % len(base)]} ({i // len(base)})" for i in range(n_texts)]
+    ours, plain = [], []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        encoder.encode(texts, batch_size=64, progress=lambda done, total: None)
+        ours.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        encoder.model.encode(texts, batch_size=64, normalize_embeddings=True)
+        plain.append(time.perf_counter() - start)
+    ours_tp, plain_tp = n_texts / min(ours), n_texts / min(plain)
+    return {"texts": n_texts, "ctxrec_texts_per_s": round(ours_tp, 1),
+            "sentence_transformers_texts_per_s": round(plain_tp, 1),
+            "ratio": round(ours_tp / plain_tp, 3)}

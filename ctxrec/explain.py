@@ -1,0 +1,57 @@
+"""Explanations of a ranking in words: which components carried an item, and which history items it
+attended to."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .recommender import Ranking
+from .weights import COMPONENTS
+
+__all__ = ["attended_history", "why"]
+
+_LABELS = {"intent": "matches your intent", "history": "close to your history",
+           "context": "fits the time and place", "mood": "the mood you asked for",
+           "popularity": "popular"}
+
+
+def attended_history(ranking: Ranking, row: int, min_weight: float = 0.2,
+                     limit: int = 2) -> list[tuple[str, float, float]]:
+    """History items that ranked item ``row`` attended to most.
+
+    Returns:
+        (item_id, attention weight, feedback signal) for up to ``limit`` items with weight ≥
+        ``min_weight``, strongest first.
+    """
+    if ranking.history_attention.size == 0:
+        return []
+    weights = ranking.history_attention[row]
+    order = weights.argsort()[::-1][:limit]
+    return [(ranking.history_ids[j], float(weights[j]), float(ranking.history_signals[j]))
+            for j in order if weights[j] >= min_weight]
+
+
+def why(ranking: Ranking, row: int, title_of: Callable[[str], str] | None = None) -> str:
+    """One line saying why the item at ``row`` is where it is.
+
+    Args:
+        ranking: a ranking from :meth:`Recommender.recommend`.
+        row: position in ``ranking.table``.
+        title_of: item id → title, for naming history items (e.g. ``Catalog.title``).
+    """
+    title_of = title_of or str
+    record = ranking.table.iloc[row]
+    parts = sorted(((float(record[c]), c) for c in COMPONENTS if record[c] > 0), reverse=True)
+    total = sum(v for v, _ in parts) or 1.0
+    lead = [f"{_LABELS[c]} ({v / total:.0%})" for v, c in parts[:2] if v / total >= 0.15]
+    text = "; ".join(lead).capitalize() if lead else "Ranked by a balance of weak signals"
+    penalties = [c for c in COMPONENTS if record[c] < 0]
+    if penalties:
+        text += f"; held back by {', '.join(penalties)}"
+    if record["history"] != 0:
+        attended = attended_history(ranking, row)
+        if attended:
+            named = [f"{'👍' if s > 0 else '👎' if s < 0 else '•'} {title_of(i)} ({w:.0%})"
+                     for i, w, s in attended]
+            text += " — attends to " + ", ".join(named)
+    return text + "."

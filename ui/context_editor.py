@@ -1,0 +1,76 @@
+"""Widgets that edit the context, kept in session state so every page sees the same context."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import streamlit as st
+
+from ctxrec import Catalog, Context, HistoryEntry
+from ctxrec.catalog import COMPANIONS, PLACES
+from ctxrec.context import DEVICE_CHOICES
+
+INTENT_MAX_CHARS = 100_000
+KEYS = ("ctx_date", "ctx_time", "ctx_place", "ctx_city", "ctx_device", "ctx_companions",
+        "ctx_intent", "ctx_liked", "ctx_disliked")
+
+
+def init_context_state() -> None:
+    now = datetime.now().replace(second=0, microsecond=0)
+    defaults = {"ctx_date": now.date(), "ctx_time": now.time(), "ctx_place": "home",
+                "ctx_city": "", "ctx_device": "phone", "ctx_companions": [], "ctx_intent": "",
+                "ctx_liked": [], "ctx_disliked": []}
+    for key, value in defaults.items():
+        st.session_state.setdefault(key, value)
+    # Streamlit forgets a widget's value on pages that do not draw it; re-assigning keeps it.
+    for key in KEYS:
+        st.session_state[key] = st.session_state[key]
+
+
+def drop_unknown_history(catalog: Catalog) -> list[str]:
+    """Remove history ids the active catalog lacks (e.g. after switching catalogs); returns them."""
+    dropped = []
+    for key in ("ctx_liked", "ctx_disliked"):
+        kept = [i for i in st.session_state[key] if catalog.position(i) is not None]
+        dropped += [i for i in st.session_state[key] if catalog.position(i) is None]
+        st.session_state[key] = kept
+    return dropped
+
+
+def add_feedback(item_id: str, sign: int) -> None:
+    """Button callback: 👍 (+1) or 👎 (-1) moves the item into the matching history list."""
+    target, other = ("ctx_liked", "ctx_disliked") if sign > 0 else ("ctx_disliked", "ctx_liked")
+    st.session_state[other] = [i for i in st.session_state[other] if i != item_id]
+    if item_id not in st.session_state[target]:
+        st.session_state[target] = st.session_state[target] + [item_id]
+
+
+def render_context_editor(catalog: Catalog) -> None:
+    label = {item_id: f"{catalog.title(item_id)} · {cat}" for item_id, cat in
+             zip(catalog.ids, catalog.items.get("category", [""] * len(catalog)))}
+    st.text_area("What do you want right now?", key="ctx_intent", height=90,
+                 max_chars=INTENT_MAX_CHARS,
+                 placeholder="e.g. something light and funny to watch with the kids")
+    when_date, when_time = st.columns(2)
+    when_date.date_input("Date", key="ctx_date")
+    when_time.time_input("Time", key="ctx_time", step=900)
+    place, city = st.columns(2)
+    place.selectbox("Place", PLACES, key="ctx_place")
+    city.text_input("City", key="ctx_city", placeholder="optional")
+    device, companions = st.columns(2)
+    device.selectbox("Device", DEVICE_CHOICES, key="ctx_device")
+    companions.multiselect("With", COMPANIONS, key="ctx_companions", placeholder="alone?")
+    st.multiselect("👍 Liked before", list(catalog.ids), key="ctx_liked",
+                   format_func=label.get, placeholder="type to search the catalog")
+    st.multiselect("👎 Did not like", list(catalog.ids), key="ctx_disliked",
+                   format_func=label.get, placeholder="type to search the catalog")
+
+
+def current_context() -> Context:
+    state = st.session_state
+    liked = [HistoryEntry(i, 1) for i in state["ctx_liked"]]
+    disliked = [HistoryEntry(i, -1) for i in state["ctx_disliked"] if i not in state["ctx_liked"]]
+    return Context(history=tuple(liked + disliked),
+                   when=datetime.combine(state["ctx_date"], state["ctx_time"]),
+                   place=state["ctx_place"], city=state["ctx_city"], device=state["ctx_device"],
+                   companions=tuple(state["ctx_companions"]), intent=state["ctx_intent"])

@@ -1,0 +1,59 @@
+"""The app side of ctxrec: cached models and catalogs, and the session's current choices.
+
+Everything Streamlit-specific that pages share lives here, so pages stay thin and ``ctxrec`` stays free
+of UI code.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from ctxrec import (DEFAULT_ENCODER, Catalog, EmbeddingCache, Recommender, TextEncoder,
+                    builtin_catalog, item_embeddings, load_encoder)
+
+MODEL_KEY = "active_model"  # name of the encoder in use (changes only when a load succeeds)
+TRUST_KEY = "active_trust_remote_code"
+CATALOG_KEY = "active_catalog"  # an uploaded Catalog, or absent for the built-in one
+
+
+@st.cache_resource(show_spinner="Loading the language model…")
+def cached_encoder(name: str, trust_remote_code: bool) -> TextEncoder:
+    return load_encoder(name, trust_remote_code=trust_remote_code)
+
+
+@st.cache_resource(show_spinner=False)
+def cached_builtin_catalog() -> Catalog:
+    return builtin_catalog()
+
+
+@st.cache_resource(show_spinner="Preparing the recommender…", max_entries=4)
+def _cached_recommender(encoder_key: str, catalog_key: str, _encoder: TextEncoder,
+                        _catalog: Catalog) -> Recommender:
+    vectors = item_embeddings(_encoder, _catalog)
+    return Recommender(_catalog, _encoder, vectors)
+
+
+def init_state() -> None:
+    st.session_state.setdefault(MODEL_KEY, DEFAULT_ENCODER)
+    st.session_state.setdefault(TRUST_KEY, False)
+
+
+def encoder() -> TextEncoder:
+    return cached_encoder(st.session_state[MODEL_KEY], st.session_state[TRUST_KEY])
+
+
+def catalog() -> Catalog:
+    return st.session_state.get(CATALOG_KEY) or cached_builtin_catalog()
+
+
+def recommender() -> Recommender:
+    """The recommender for the active model and catalog; item vectors are encoded (with a progress
+    bar) only when the disk cache does not have them."""
+    enc, cat = encoder(), catalog()
+    cache = EmbeddingCache()
+    if not cache.path(enc, cat).is_file():
+        bar = st.progress(0.0, text=f"Encoding {len(cat):,} items with {enc.name}…")
+        item_embeddings(enc, cat, cache, progress=lambda done, total: bar.progress(
+            done / total, text=f"Encoding items with {enc.name}: {done:,} / {total:,}"))
+        bar.empty()
+    return _cached_recommender(enc.fingerprint(), cat.content_hash(), enc, cat)
