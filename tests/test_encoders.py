@@ -1,0 +1,67 @@
+import numpy as np
+import pytest
+import torch
+
+from ctxrec import DEFAULT_ENCODER, ModelLoadError, TextEncoder, load_encoder, pick_device
+
+
+def test_packaged_model_loads_and_encodes_with_the_network_off(no_network):
+    encoder = TextEncoder(DEFAULT_ENCODER)
+    vectors = encoder.encode(["a quiet breakfast", "a loud late-night concert"])
+    assert vectors.shape == (2, 384) and vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    close = encoder.encode_one("a calm morning meal")
+    assert close @ vectors[0] > close @ vectors[1]
+
+
+def test_batched_encoding_equals_one_by_one(encoder):
+    texts = ["short", "a much longer sentence about a rainy afternoon in a museum", "mid length",
+             "x " * 40, "another"]
+    seen = []
+    batched = encoder.encode(texts, batch_size=2, progress=lambda d, t: seen.append((d, t)))
+    single = np.stack([encoder.encode_one(t) for t in texts])
+    np.testing.assert_allclose(batched, single, atol=1e-5)
+    assert seen == [(2, 5), (4, 5), (5, 5)]
+    assert encoder.encode([]).shape == (0, encoder.dim)
+
+
+def test_truncation_is_detected_and_located(encoder):
+    short = encoder.truncation("a short intent")
+    assert not short.truncated and short.kept_chars == len("a short intent")
+    long_text = "I would like something relaxing to watch tonight. " * 400  # 20,400 characters
+    cut = encoder.truncation(long_text)
+    assert cut.truncated and cut.n_tokens > 2000 and cut.max_tokens == 256
+    assert 600 < cut.kept_chars < 2000
+    kept_tokens = len(encoder.tokenizer(long_text[:cut.kept_chars])["input_ids"])
+    assert kept_tokens <= cut.max_tokens
+
+
+def test_device_is_picked_from_what_exists():
+    assert pick_device("cpu") == "cpu"
+    assert pick_device() == ("cuda" if torch.cuda.is_available() else pick_device())
+    if not torch.cuda.is_available():
+        assert pick_device("cuda") in ("mps", "cpu")
+
+
+def test_a_local_folder_model_loads(tmp_path, encoder):
+    """Any Hugging Face folder works: a tiny BERT built from a config, pooled by mean."""
+    from transformers import BertConfig, BertModel
+
+    config = BertConfig(vocab_size=encoder.tokenizer.vocab_size, hidden_size=32,
+                        num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                        max_position_embeddings=128)
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(tmp_path)
+    encoder.tokenizer.save_pretrained(tmp_path)
+    tiny = load_encoder(str(tmp_path))
+    vectors = tiny.encode(["one text", "another text"])
+    assert tiny.dim == 32 and vectors.shape == (2, 32)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("name, fragment", [("", "No model given"),
+                                            ("/no/such/folder/model", "Could not load"),
+                                            ("no-such-org/no-such-model-xyz", "Could not load")])
+def test_models_that_cannot_load_say_why(no_network, name, fragment):
+    with pytest.raises(ModelLoadError, match=fragment):
+        load_encoder(name)

@@ -1,0 +1,178 @@
+from dataclasses import replace
+from datetime import datetime
+
+import numpy as np
+import pytest
+
+from ctxrec import (COMPONENTS, Context, HistoryEntry, Recommender, RecommenderConfig, Weights,
+                    adaptive_weights, read_catalog_csv, why)
+from ctxrec.components import history_attention
+
+EVENING = Context(when=datetime(2026, 11, 21, 20, 0), place="home", device="tv",
+                  companions=("partner",))
+
+
+def _pairwise_similarity(recommender, ids):
+    vectors = recommender.vectors[[recommender.catalog.position(i) for i in ids]]
+    sims = vectors @ vectors.T
+    return (sims.sum() - np.trace(sims)) / (len(ids) * (len(ids) - 1))
+
+
+@pytest.mark.parametrize("weights", [None, Weights.manual({"intent": 0.7, "context": 1.3,
+                                                           "mood": 0.4, "history": 2.0})])
+@pytest.mark.parametrize("diversity", [0.0, 0.6])
+def test_contributions_sum_to_the_score(recommender, weights, diversity):
+    ctx = replace(EVENING, intent="a tense thriller", history=(HistoryEntry("film-02", 1),
+                                                               HistoryEntry("recipe-01", -1)))
+    table = recommender.recommend(ctx, k=15, weights=weights, diversity=diversity).table
+    assert len(table) == 15 and table["item_id"].is_unique
+    np.testing.assert_allclose(table[list(COMPONENTS)].sum(axis=1), table["score"], atol=1e-6)
+    assert table[["intent", "history", "context", "mood"]].abs().gt(0).all().all()
+
+
+def test_scores_descend_without_diversity(recommender):
+    table = recommender.recommend(replace(EVENING, intent="something to cook"), k=20).table
+    assert table["score"].is_monotonic_decreasing
+    assert table["rank"].tolist() == list(range(1, 21))
+
+
+@pytest.mark.parametrize("intent, category", [
+    ("a recipe I can cook for dinner tonight", "recipe"),
+    ("a podcast episode to listen to", "podcast"),
+    ("a workout to get fit and strong", "fitness"),
+    ("a video game to play", "game"),
+    ("a day trip out of the city to the countryside", "daytrip"),
+    ("a restaurant to have dinner out", "restaurant"),
+    ("an album of music to put on", "music"),
+    ("a novel, a book to read", "book"),
+])
+def test_an_intent_about_one_category_ranks_it_first(recommender, intent, category):
+    table = recommender.recommend(replace(EVENING, intent=intent), k=5).table
+    assert table["category"].iloc[0] == category
+    assert (table["category"] == category).sum() >= 3
+
+
+def test_time_of_day_moves_the_ranking_without_an_intent(recommender):
+    morning = Context(when=datetime(2026, 11, 23, 7, 30), place="home", device="phone")
+    night = replace(morning, when=datetime(2026, 11, 23, 23, 30))
+    fits = []
+    for ctx, part in ((morning, "morning"), (night, "night")):
+        table = recommender.recommend(ctx, k=10).table
+        dayparts = [recommender.catalog.record(i)["dayparts"] for i in table["item_id"]]
+        fits.append(sum(part in d for d in dayparts))
+    assert fits[0] >= 8 and fits[1] >= 8
+
+
+def test_excluding_seen_items(recommender):
+    top = recommender.recommend(replace(EVENING, intent="a cozy film"), k=3).table["item_id"]
+    history = tuple(HistoryEntry(i, 1) for i in top)
+    ctx = replace(EVENING, intent="a cozy film", history=history)
+    assert not set(recommender.recommend(ctx, k=10).table["item_id"]) & set(top)
+    kept = recommender.recommend(ctx, k=10, exclude_seen=False).table["item_id"]
+    assert set(top) <= set(kept)
+
+
+def test_mmr_diversifies_the_list(recommender):
+    ctx = replace(EVENING, intent="a scary horror story")
+    plain = recommender.recommend(ctx, k=10).table
+    diverse = recommender.recommend(ctx, k=10, diversity=0.7).table
+    assert diverse["item_id"].iloc[0] == plain["item_id"].iloc[0]
+    assert diverse["item_id"].is_unique
+    assert _pairwise_similarity(recommender, diverse["item_id"]) < \
+        _pairwise_similarity(recommender, plain["item_id"]) - 0.02
+
+
+def test_a_dislike_pushes_similar_items_down(recommender):
+    ctx = replace(EVENING, intent="something to watch")
+    liked = recommender.recommend(replace(ctx, history=(HistoryEntry("film-02", 1),)), k=300)
+    disliked = recommender.recommend(replace(ctx, history=(HistoryEntry("film-02", -1),)), k=300)
+    neighbour = liked.table.sort_values("raw_history")["item_id"].iloc[-1]  # closest to film-02
+    rank_liked = liked.table.set_index("item_id").loc[neighbour, "rank"]
+    rank_disliked = disliked.table.set_index("item_id").loc[neighbour, "rank"]
+    assert rank_disliked > rank_liked + 10
+    assert disliked.table.set_index("item_id").loc[neighbour, "history"] < 0
+
+
+def test_history_weights_in_the_ranking_are_the_ones_used(recommender):
+    history = (HistoryEntry("film-02", 1), HistoryEntry("music-05", -1), HistoryEntry("cafe-03", 1))
+    ranking = recommender.recommend(replace(EVENING, history=history), k=8)
+    positions = [recommender.catalog.position(i) for i in ranking.table["item_id"]]
+    sims = recommender.vectors[positions] @ recommender.vectors[
+        [recommender.catalog.position(h.item_id) for h in history]].T
+    scores, weights = history_attention(sims, np.array([1, -1, 1], np.float32),
+                                        recommender.config.history_temperature)
+    np.testing.assert_allclose(ranking.history_attention, weights, atol=1e-5)
+    np.testing.assert_allclose(ranking.table["raw_history"], scores, atol=1e-5)
+    assert ranking.history_ids == ["film-02", "music-05", "cafe-03"]
+    assert "attends to" in why(ranking, 0, recommender.catalog.title)
+
+
+def test_manual_weights_with_one_component_rank_by_it(recommender):
+    ranking = recommender.recommend(replace(EVENING, intent="a walk in the hills"), k=10,
+                                    weights=Weights.manual({"intent": 1.0}))
+    table = ranking.table
+    assert table["raw_intent"].is_monotonic_decreasing
+    assert (table[["history", "context", "mood", "popularity"]] == 0).all().all()
+    with pytest.raises(ValueError, match="unknown components"):
+        Weights.manual({"vibes": 1.0})
+
+
+def test_adaptive_weights_follow_the_context():
+    full = adaptive_weights(True, True, True, True)
+    assert all(full[c] > 0 for c in COMPONENTS)
+    no_intent = adaptive_weights(False, True, False, True)
+    assert no_intent["intent"] == no_intent["mood"] == 0 and no_intent["history"] == 1.0
+    assert no_intent["popularity"] == 0
+    cold = adaptive_weights(False, False, True, True)
+    assert cold["history"] == 0 and cold["context"] == 1.0 and cold["popularity"] == 0.4
+    assert any("Cold start" in r for r in cold.reasons) and cold.mode == "adaptive"
+
+
+def test_unknown_history_ids_are_ignored_and_reported(recommender):
+    ctx = replace(EVENING, history=(HistoryEntry("no-such-item", 1), HistoryEntry("film-02", 1)))
+    ranking = recommender.recommend(ctx, k=5)
+    assert ranking.history_ids == ["film-02"]
+    assert any("no-such-item" in note for note in ranking.notes)
+
+
+def test_a_very_long_intent_is_truncated_and_said_so(recommender):
+    ctx = replace(EVENING, intent="I want a calm film about the sea. " * 600)  # 20,400 chars
+    ranking = recommender.recommend(ctx, k=5)
+    assert len(ranking.table) == 5
+    assert any("tokens long" in note and "first 256" in note for note in ranking.notes)
+
+
+def test_empty_intent_and_history_is_a_cold_start(recommender):
+    ranking = recommender.recommend(Context(when=datetime(2026, 11, 23, 7, 30)), k=5)
+    assert len(ranking.table) == 5 and ranking.weights["context"] == 1.0
+    assert np.isnan(ranking.table["raw_intent"]).all()
+
+
+@pytest.fixture(scope="module")
+def small(encoder):
+    csv = (b"id,title,description,popularity\n1,Dawn Loaf,A bakery at six.,120\n"
+           b"2,Night Bus,Neon and rain after midnight.,3\n3,Sea Walk,Wind on the pier.,0\n")
+    catalog = read_catalog_csv(csv)
+    return Recommender(catalog, encoder, encoder.encode(catalog.texts()))
+
+
+def test_every_item_excluded_gives_an_empty_ranking_and_a_note(small):
+    ctx = Context(history=tuple(HistoryEntry(i, 1) for i in "123"))
+    ranking = small.recommend(ctx, k=5)
+    assert ranking.table.empty and any("Every item" in n for n in ranking.notes)
+
+
+def test_popularity_column_feeds_the_prior(small):
+    ranking = small.recommend(Context(), k=3)
+    assert ranking.weights["popularity"] > 0
+    assert ranking.table.set_index("item_id")["raw_popularity"].to_dict() == \
+        pytest.approx({"1": 1.0, "2": np.log1p(3) / np.log1p(120), "3": 0.0})
+
+
+def test_half_precision_scoring_agrees_with_float32(catalog, encoder, vectors, recommender):
+    half = Recommender(catalog, encoder, vectors, config=RecommenderConfig(half_precision_from=1))
+    ctx = replace(EVENING, intent="a sunny bike ride", history=(HistoryEntry("film-02", 1),))
+    a = recommender.recommend(ctx, k=20).table
+    b = half.recommend(ctx, k=20).table
+    np.testing.assert_allclose(a["score"], b["score"], atol=5e-3)
+    assert a["item_id"].iloc[0] == b["item_id"].iloc[0]
