@@ -68,5 +68,5 @@ with st.sidebar:
     _sidebar_model()
     _sidebar_catalog()
 
-page = st.navigation([st.Page("pages/recommend.py", title="Recommend", icon="🎯", default=True)])
+page = st.navigation([st.Page("app_pages/recommend.py", title="Recommend", icon="🎯", default=True)])
 page.run()

@@ -162,6 +162,8 @@ def load_encoder(name: str = DEFAULT_ENCODER, device: str | None = None,
     if not name:
         raise ModelLoadError("No model given: type a Hugging Face model id (e.g. "
                              "sentence-transformers/all-mpnet-base-v2) or a local folder.")
+    if name.startswith(("/", "./", "../", "~")) and not Path(name).expanduser().is_dir():
+        raise ModelLoadError(f"Could not load '{name}': there is no such folder on this machine.")
     try:
         return TextEncoder(name, device=device, trust_remote_code=trust_remote_code)
     except ModelLoadError:

@@ -37,8 +37,9 @@ def contributions_figure(labels: Sequence[str], contributions: dict[str, Sequenc
     fig.add_scatter(y=list(labels), x=list(scores), mode="markers", name="score",
                     marker=dict(symbol="diamond", size=9, color="black"),
                     hovertemplate="score %{x:.3f}<extra>%{y}</extra>")
-    fig.update_layout(barmode="relative", height=max(260, 28 * len(labels) + 90),
-                      margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=1.08),
-                      xaxis_title="weighted contribution to the score")
+    fig.update_layout(barmode="relative", height=max(260, 26 * len(labels) + 110),
+                      margin=dict(l=10, r=10, t=40, b=10),
+                      legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0),
+                      xaxis_title="weighted contribution to the score (standard deviations)")
     fig.update_yaxes(autorange="reversed")
     return fig

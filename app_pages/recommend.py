@@ -45,24 +45,23 @@ with right:
     table = ranking.table
     if table.empty:
         st.info("Nothing to recommend with these settings.")
-    for row, item in enumerate(table.itertuples()):
-        details = catalog.record(item.item_id)
-        with st.container(border=True):
-            text, up, down = st.columns([10, 1, 1])
-            facts = catalog.facts(item.item_id)
-            text.markdown(f"**{item.rank}. {item.title}** &nbsp; :gray[{facts}] &nbsp; "
-                          f"`{item.score:+.2f}`")
-            if details.get("description"):
-                text.caption(details["description"])
-            text.markdown(f":blue[Why:] {why(ranking, row, catalog.title)}")
-            up.button("👍", key=f"fb_up_{item.item_id}", on_click=add_feedback,
-                      args=(item.item_id, 1), help="Liked it: add to history")
-            down.button("👎", key=f"fb_down_{item.item_id}", on_click=add_feedback,
-                        args=(item.item_id, -1), help="Not for me: add to history")
-    if not table.empty:
-        st.subheader("Score breakdown")
-        st.caption("Each component is standardised over the whole catalog (0 = an average item), "
-                   "then weighted; the segments of a bar sum to its score (◆).")
+    else:
         labels = [f"{r}. {t}" for r, t in zip(table["rank"], table["title"])]
         figure = contributions_figure(labels, {c: table[c] for c in COMPONENTS}, table["score"])
         st.plotly_chart(figure, key="breakdown_chart")
+        st.caption("Score breakdown: each component is standardised over the whole catalog "
+                   "(0 = an average item), then weighted; a bar's segments sum to its score (◆).")
+    for row, item in enumerate(table.itertuples()):
+        details = catalog.record(item.item_id)
+        with st.container(border=True):
+            facts = catalog.facts(item.item_id)
+            st.markdown(f"**{item.rank}. {item.title}** &nbsp; :gray[{facts}] &nbsp; "
+                        f"`{item.score:+.2f}`")
+            if details.get("description"):
+                st.caption(details["description"])
+            st.markdown(f":blue[Why:] {why(ranking, row, catalog.title)}")
+            with st.container(horizontal=True):
+                st.button("👍", key=f"fb_up_{item.item_id}", on_click=add_feedback,
+                          args=(item.item_id, 1), help="Liked it: add to history")
+                st.button("👎", key=f"fb_down_{item.item_id}", on_click=add_feedback,
+                          args=(item.item_id, -1), help="Not for me: add to history")

@@ -1,0 +1,90 @@
+"""The app driven through Streamlit's AppTest: real model, real catalog, widgets by key."""
+
+from datetime import time
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from conftest import ROOT
+from ctxrec import read_catalog_csv
+
+TIMEOUT = 240
+
+
+def _titles(at):
+    return [m.value.split("**")[1] for m in at.markdown if m.value.startswith("**")]
+
+
+@pytest.fixture
+def app():
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_app_starts_and_shows_a_ranking(app):
+    assert len(_titles(app)) == 10
+    assert any("device **cpu**" in c.value or "device **cuda**" in c.value for c in app.caption)
+    assert app.get("plotly_chart")
+
+
+def test_intent_time_and_feedback_rerank(app):
+    app.text_area(key="ctx_intent").input("a quick vegetarian dinner to cook").run()
+    assert not app.exception
+    top = _titles(app)[0]
+    assert "recipe" in next(m.value for m in app.markdown if top in m.value)
+
+    app.time_input(key="ctx_time").set_value(time(7, 30)).run()
+    assert not app.exception and _titles(app)
+
+    first_up = next(b for b in app.button if b.key and b.key.startswith("fb_up_"))
+    item_id = first_up.key.removeprefix("fb_up_")
+    first_up.click().run()
+    assert not app.exception
+    assert item_id in app.multiselect(key="ctx_liked").value
+    assert top not in _titles(app)  # seen items leave the list at once
+    assert any(m.value.startswith(":blue[Why:]") and "attends to" in m.value
+               for m in app.markdown)
+
+    down = next(b for b in app.button if b.key and b.key.startswith("fb_down_"))
+    down.click().run()
+    assert down.key.removeprefix("fb_down_") in app.multiselect(key="ctx_disliked").value
+
+
+def test_long_intent_is_truncated_with_a_message(app):
+    app.text_area(key="ctx_intent").input("Something calm and slow for a rainy evening. " * 450)
+    app.run()
+    assert not app.exception
+    assert any("tokens long" in w.value for w in app.warning)
+    assert len(_titles(app)) == 10
+
+
+def test_a_model_that_cannot_load_keeps_the_previous_one(app, no_network):
+    app.selectbox(key="model_choice").select_index(3).run()
+    app.text_input(key="model_custom").input("/no/such/model/folder").run()
+    app.button(key="model_load").click().run()
+    assert not app.exception
+    assert any("Could not load '/no/such/model/folder'" in e.value for e in app.error)
+    assert any("In use: **all-MiniLM-L6-v2 (packaged)**" in c.value for c in app.caption)
+    assert len(_titles(app)) == 10
+
+
+def test_manual_weights_and_diversity(app):
+    app.radio(key="opt_weight_mode").set_value("Manual").run()
+    app.slider(key="opt_w_context").set_value(0.0).run()
+    app.slider(key="opt_diversity").set_value(0.5).run()
+    assert not app.exception
+    assert any("Weights (manual)" in c.value for c in app.caption)
+
+
+def test_an_uploaded_catalog_with_everything_seen():
+    app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    app.session_state["active_catalog"] = read_catalog_csv(b"id,title\n1,Dawn Loaf\n2,Night Bus\n",
+                                                           name="tiny.csv")
+    app.session_state["catalog_source"] = "Upload CSV"
+    app.session_state["ctx_liked"] = ["1", "2", "film-01"]
+    app.run()
+    assert not app.exception
+    assert any("not in tiny.csv" in i.value for i in app.info)  # film-01 dropped
+    assert any("Every item is already in the history" in w.value for w in app.warning)
+    assert any("Nothing to recommend" in i.value for i in app.info)

@@ -1,0 +1,122 @@
+"""The app in a real headless Chromium: it starts, the main controls work, no exception box shows,
+and a screenshot of each view lands in test-output/screenshots/ for people to look at."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from conftest import ROOT
+
+pytestmark = pytest.mark.slow
+SHOTS = ROOT / "test-output" / "screenshots"
+CHROMIUM = shutil.which("chromium")
+
+
+def _require_chromium():
+    if CHROMIUM:
+        return
+    message = "Debian's chromium is not installed (sudo apt-get install chromium chromium-driver)"
+    if os.environ.get("CTXREC_REQUIRE_BROWSER") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def server():
+    _require_chromium()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = open(ROOT / "test-output" / "streamlit-browser-test.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py",
+                             "--server.port", str(port), "--server.address", "127.0.0.1",
+                             "--server.headless", "true"], cwd=ROOT, stdout=log,
+                            stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("streamlit did not start; see test-output/streamlit-browser-test.log")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=20)
+    log.close()
+
+
+@pytest.fixture
+def page(server):
+    from playwright.sync_api import sync_playwright
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        tab = browser.new_page(viewport={"width": 1400, "height": 2200})
+        tab.goto(server, wait_until="domcontentloaded")
+        tab.get_by_text("Why:").first.wait_for(timeout=180_000)
+        yield tab
+        browser.close()
+
+
+def _settle(tab):
+    """Wait until Streamlit has finished the rerun a widget started and drawn the cards."""
+    tab.wait_for_timeout(500)
+    tab.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden", timeout=120_000)
+    tab.get_by_role("button", name="👍").first.wait_for(timeout=120_000)
+
+
+def _no_exception(tab):
+    assert tab.locator('[data-testid="stException"]').count() == 0
+
+
+def test_recommend_page_ranks_explains_and_takes_feedback(page):
+    _no_exception(page)
+    assert page.locator('[data-testid="stSidebar"]').get_by_text("device").count() >= 1
+    intent = page.get_by_label("What do you want right now?")
+    intent.fill("a quick vegetarian dinner to cook tonight")
+    intent.press("Control+Enter")
+    _settle(page)
+    first = page.locator("strong", has_text="1. ").first
+    first.wait_for()
+    assert "recipe" in page.get_by_text("recipe ·").first.inner_text()
+    page.locator('[data-testid="stPlotlyChart"] .main-svg').first.wait_for()
+    title = first.inner_text().split(". ", 1)[1]
+    page.get_by_role("button", name="👍").first.click()
+    _settle(page)
+    liked = page.locator('[data-testid="stMultiSelect"]').filter(has_text="Liked before")
+    assert title in liked.inner_text()
+    assert page.get_by_text("attends to").count() >= 1
+    _no_exception(page)
+    page.wait_for_timeout(1500)  # let the chart finish its transition
+    page.screenshot(path=str(SHOTS / "recommend.png"))
+
+
+def test_a_model_that_cannot_load_shows_why_in_the_browser(page):
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    sidebar.locator('[data-testid="stSelectbox"]').first.click()
+    page.get_by_role("option", name="Other (Hugging Face id or local folder)…").click()
+    _settle(page)
+    box = sidebar.get_by_label("Model id or folder")
+    box.fill("/no/such/model/folder")
+    box.press("Enter")
+    _settle(page)
+    sidebar.get_by_role("button", name="Load model").click()
+    _settle(page)
+    sidebar.get_by_text("Could not load").wait_for()
+    assert page.get_by_text("Why:").count() >= 3  # the ranking stays up
+    _no_exception(page)
+    page.screenshot(path=str(SHOTS / "model-load-error.png"))
