@@ -6,10 +6,12 @@ from ctxrec import COMPONENTS, DEFAULT_WEIGHTS, Weights, why
 from ctxrec.viz import contributions_figure
 from ui import state
 from ui.context_editor import add_feedback, current_context, drop_unknown_history, \
-    render_context_editor
+    render_context_editor, share_in_url
 
 st.title("🎯 Recommend")
 catalog = state.catalog()
+for problem in st.session_state.get("ctx_link_problems", []):
+    st.warning(f"Ignored from the link: {problem}")
 dropped = drop_unknown_history(catalog)
 if dropped:
     st.info(f"Removed {len(dropped)} history item(s) that are not in {catalog.name}.")
@@ -30,6 +32,7 @@ with left:
                                disabled=mode == "Adaptive") for c in COMPONENTS}
 
 context = current_context()
+share_in_url(context)
 weights = Weights.manual(manual) if mode == "Manual" else None
 ranking = recommender.recommend(context, k=k, weights=weights, exclude_seen=exclude_seen,
                                 diversity=diversity)

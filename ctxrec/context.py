@@ -8,7 +8,8 @@ from typing import Literal
 
 from .catalog import COMPANIONS, PLACES
 
-__all__ = ["DEVICE_CHOICES", "Context", "HistoryEntry", "daypart", "season"]
+__all__ = ["DEVICE_CHOICES", "Context", "HistoryEntry", "context_from_params", "context_to_params",
+           "daypart", "season"]
 
 DEVICE_CHOICES = ("phone", "tablet", "laptop", "tv", "speaker", "none")
 
@@ -155,3 +156,57 @@ class Context:
             lines.append(f"Wants now: {self.intent.strip()}")
         return "\n".join(lines)
 
+
+
+def context_to_params(context: Context) -> dict[str, str]:
+    """The context as URL query parameters (a shareable link); inverse of
+    :func:`context_from_params`. Ratings and times of history entries are not carried."""
+    params = {"when": context.when.strftime("%Y-%m-%dT%H:%M"), "place": context.place,
+              "device": context.device}
+    if context.city:
+        params["city"] = context.city
+    if context.companions:
+        params["with"] = ",".join(context.companions)
+    if context.intent:
+        params["intent"] = context.intent[:2000]
+    liked = [h.item_id for h in context.history if h.signal > 0]
+    disliked = [h.item_id for h in context.history if h.signal < 0]
+    if liked:
+        params["liked"] = ",".join(liked)
+    if disliked:
+        params["disliked"] = ",".join(disliked)
+    return params
+
+
+def context_from_params(params: dict[str, str]) -> tuple[Context, list[str]]:
+    """Build a context from URL query parameters, skipping values that do not parse.
+
+    Returns:
+        the context and one message per ignored value, saying why.
+    """
+    problems: list[str] = []
+    fields: dict = {}
+    if "when" in params:
+        try:
+            fields["when"] = datetime.fromisoformat(params["when"]).replace(second=0,
+                                                                            microsecond=0)
+        except ValueError:
+            problems.append(f"when='{params['when']}' is not a date and time like "
+                            "2026-11-21T19:30")
+    for key, allowed in (("place", PLACES), ("device", DEVICE_CHOICES)):
+        if key in params:
+            if params[key] in allowed:
+                fields[key] = params[key]
+            else:
+                problems.append(f"{key}='{params[key]}' is not one of {', '.join(allowed)}")
+    companions = [c for c in params.get("with", "").split(",") if c]
+    unknown = [c for c in companions if c not in COMPANIONS]
+    if unknown:
+        problems.append(f"with: {', '.join(unknown)} not in {', '.join(COMPANIONS)}")
+    fields["companions"] = tuple(c for c in companions if c in COMPANIONS)
+    fields["city"] = params.get("city", "")[:100]
+    fields["intent"] = params.get("intent", "")
+    history = [HistoryEntry(i, 1) for i in params.get("liked", "").split(",") if i]
+    history += [HistoryEntry(i, -1) for i in params.get("disliked", "").split(",") if i]
+    fields["history"] = tuple(history)
+    return Context(**fields), problems

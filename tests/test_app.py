@@ -82,9 +82,26 @@ def test_an_uploaded_catalog_with_everything_seen():
     app.session_state["active_catalog"] = read_catalog_csv(b"id,title\n1,Dawn Loaf\n2,Night Bus\n",
                                                            name="tiny.csv")
     app.session_state["catalog_source"] = "Upload CSV"
-    app.session_state["ctx_liked"] = ["1", "2", "film-01"]
+    app.query_params["liked"] = "1,2,film-01"
     app.run()
     assert not app.exception
     assert any("not in tiny.csv" in i.value for i in app.info)  # film-01 dropped
     assert any("Every item is already in the history" in w.value for w in app.warning)
     assert any("Nothing to recommend" in i.value for i in app.info)
+
+
+def test_a_shared_link_sets_the_context_and_bad_values_are_named():
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    at.query_params.update({"when": "2026-11-21T19:30", "place": "moon", "device": "tv",
+                            "with": "family,kids", "intent": "a funny film for the kids",
+                            "liked": "film-01"})
+    at.run()
+    assert not at.exception
+    assert at.time_input(key="ctx_time").value == time(19, 30)
+    assert at.selectbox(key="ctx_device").value == "tv"
+    assert at.multiselect(key="ctx_liked").value == ["film-01"]
+    assert any("place='moon'" in w.value for w in at.warning)
+    assert any("Saturday evening" in c.value for c in at.caption)
+    assert dict(at.query_params) == {  # the link now names the context as shown
+        "when": "2026-11-21T19:30", "place": "home", "device": "tv", "with": "family,kids",
+        "intent": "a funny film for the kids", "liked": "film-01"}

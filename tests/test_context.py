@@ -67,3 +67,23 @@ def test_with_feedback_replaces_an_earlier_judgement():
     after = ctx.with_feedback("a", -1)
     assert [(h.item_id, h.feedback) for h in after.history] == [("b", 1), ("a", -1)]
     assert ctx.history[0].feedback == 1  # the original is unchanged
+
+
+def test_query_parameters_round_trip():
+    from ctxrec.context import context_from_params, context_to_params
+
+    ctx = Context(history=(HistoryEntry("a", 1), HistoryEntry("b", -1)),
+                  when=datetime(2026, 11, 21, 19, 30), place="city", city="Porto", device="tv",
+                  companions=("friends",), intent="tapas & wine, then music")
+    back, problems = context_from_params(context_to_params(ctx))
+    assert back == ctx and problems == []
+
+
+def test_bad_query_parameters_are_skipped_with_reasons():
+    from ctxrec.context import context_from_params
+
+    ctx, problems = context_from_params({"when": "yesterday-ish", "place": "moon",
+                                         "with": "friends,dog", "device": "tv"})
+    assert ctx.place == "home" and ctx.device == "tv" and ctx.companions == ("friends",)
+    assert len(problems) == 3 and any("moon" in p for p in problems)
+    assert any("yesterday-ish" in p for p in problems) and any("dog" in p for p in problems)

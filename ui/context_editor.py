@@ -8,7 +8,7 @@ import streamlit as st
 
 from ctxrec import Catalog, Context, HistoryEntry
 from ctxrec.catalog import COMPANIONS, PLACES
-from ctxrec.context import DEVICE_CHOICES
+from ctxrec.context import DEVICE_CHOICES, context_from_params, context_to_params
 
 INTENT_MAX_CHARS = 100_000
 KEYS = ("ctx_date", "ctx_time", "ctx_place", "ctx_city", "ctx_device", "ctx_companions",
@@ -16,15 +16,31 @@ KEYS = ("ctx_date", "ctx_time", "ctx_place", "ctx_city", "ctx_device", "ctx_comp
 
 
 def init_context_state() -> None:
-    now = datetime.now().replace(second=0, microsecond=0)
-    defaults = {"ctx_date": now.date(), "ctx_time": now.time(), "ctx_place": "home",
-                "ctx_city": "", "ctx_device": "phone", "ctx_companions": [], "ctx_intent": "",
-                "ctx_liked": [], "ctx_disliked": []}
-    for key, value in defaults.items():
-        st.session_state.setdefault(key, value)
+    """Start from the link's query parameters (a shared view), else from now at home."""
+    if "ctx_date" not in st.session_state:
+        context, problems = context_from_params(st.query_params.to_dict())
+        st.session_state["ctx_link_problems"] = problems
+        _load(context)
     # Streamlit forgets a widget's value on pages that do not draw it; re-assigning keeps it.
     for key in KEYS:
         st.session_state[key] = st.session_state[key]
+
+
+def _load(context: Context) -> None:
+    state = st.session_state
+    state["ctx_date"], state["ctx_time"] = context.when.date(), context.when.time()
+    state["ctx_place"], state["ctx_city"] = context.place, context.city
+    state["ctx_device"], state["ctx_companions"] = context.device, list(context.companions)
+    state["ctx_intent"] = context.intent
+    state["ctx_liked"] = [h.item_id for h in context.history if h.signal > 0]
+    state["ctx_disliked"] = [h.item_id for h in context.history if h.signal < 0]
+
+
+def share_in_url(context: Context) -> None:
+    """Mirror the context in the address bar, so a copied link reproduces the view."""
+    params = context_to_params(context)
+    if st.query_params.to_dict() != params:
+        st.query_params.from_dict(params)
 
 
 def drop_unknown_history(catalog: Catalog) -> list[str]:
