@@ -5,10 +5,12 @@ import streamlit as st
 from ctxrec import DEFAULT_ENCODER, CatalogError, ModelLoadError, read_catalog_csv
 from ui import state
 from ui.context_editor import init_context_state
+from ui.options import init_option_state
 
 st.set_page_config(page_title="ctxrec", page_icon="🧭", layout="wide")
 state.init_state()
 init_context_state()
+init_option_state()
 
 MODEL_CHOICES = (DEFAULT_ENCODER, "sentence-transformers/all-mpnet-base-v2",
                  "BAAI/bge-small-en-v1.5", "Other (Hugging Face id or local folder)…")
@@ -68,5 +70,11 @@ with st.sidebar:
     _sidebar_model()
     _sidebar_catalog()
 
-page = st.navigation([st.Page("app_pages/recommend.py", title="Recommend", icon="🎯", default=True)])
+page = st.navigation([
+    st.Page("app_pages/recommend.py", title="Recommend", icon="🎯", default=True),
+    st.Page("app_pages/attention.py", title="Attention", icon="🔍"),
+    st.Page("app_pages/history_attention.py", title="History attention", icon="🧲"),
+    st.Page("app_pages/similarity.py", title="Similarity", icon="🧭"),
+    st.Page("app_pages/learn.py", title="Learn", icon="🎓"),
+])
 page.run()

@@ -2,40 +2,22 @@
 
 import streamlit as st
 
-from ctxrec import COMPONENTS, DEFAULT_WEIGHTS, Weights, why
+from ctxrec import COMPONENTS, why
 from ctxrec.viz import contributions_figure
-from ui import state
-from ui.context_editor import add_feedback, current_context, drop_unknown_history, \
-    render_context_editor, share_in_url
+from ui.context_editor import add_feedback, render_context_editor
+from ui.options import render_options
+from ui.page_setup import prepare
 
 st.title("🎯 Recommend")
-catalog = state.catalog()
-for problem in st.session_state.get("ctx_link_problems", []):
-    st.warning(f"Ignored from the link: {problem}")
-dropped = drop_unknown_history(catalog)
-if dropped:
-    st.info(f"Removed {len(dropped)} history item(s) that are not in {catalog.name}.")
-recommender = state.recommender()
+page = prepare()
+catalog, context, ranking = page.catalog, page.context, page.ranking
 
 left, right = st.columns([2, 3], gap="large")
 with left:
     st.subheader("Context")
     render_context_editor(catalog)
     with st.expander("Ranking options"):
-        k = st.slider("How many items", 3, 30, 10, key="opt_k")
-        exclude_seen = st.checkbox("Leave out items already in the history", True,
-                                   key="opt_exclude_seen")
-        diversity = st.slider("Diversity (MMR)", 0.0, 1.0, 0.0, 0.05, key="opt_diversity",
-                              help="0 ranks by score alone; higher values trade score for variety.")
-        mode = st.radio("Weights", ("Adaptive", "Manual"), key="opt_weight_mode", horizontal=True)
-        manual = {c: st.slider(c, 0.0, 2.0, DEFAULT_WEIGHTS[c], 0.05, key=f"opt_w_{c}",
-                               disabled=mode == "Adaptive") for c in COMPONENTS}
-
-context = current_context()
-share_in_url(context)
-weights = Weights.manual(manual) if mode == "Manual" else None
-ranking = recommender.recommend(context, k=k, weights=weights, exclude_seen=exclude_seen,
-                                diversity=diversity)
+        render_options()
 
 with right:
     st.subheader("For this context")

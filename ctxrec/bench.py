@@ -18,7 +18,7 @@ from .embed_cache import item_embeddings
 from .encoders import TextEncoder, load_encoder
 from .recommender import Recommender
 
-__all__ = ["bench_encode", "bench_recommend", "synthetic_catalog"]
+__all__ = ["bench_attention", "bench_encode", "bench_recommend", "synthetic_catalog"]
 
 _INTENTS = ("something calm to read before bed", "a quick vegetarian dinner for two",
             "loud music for a morning run", "a funny film with the kids", "a podcast about space",
@@ -113,3 +113,21 @@ def bench_encode(encoder: TextEncoder, catalog: Catalog, n_texts: int = 2_000, r
     return {"texts": n_texts, "ctxrec_texts_per_s": round(ours_tp, 1),
             "sentence_transformers_texts_per_s": round(plain_tp, 1),
             "ratio": round(ours_tp / plain_tp, 3)}
+
+
+def bench_attention(calls: int = 20, tokens: int = 128) -> dict:
+    """Time to extract every layer's attention for a ``tokens`` + ``tokens`` pair, and the rollout,
+    with the default encoder read with eager attention."""
+    from .attention import AttentionModel, rollout
+
+    model = AttentionModel()
+    words = ("quiet", "evening", "film", "kids", "rain", "market", "coffee", "trail")
+    first = " ".join(words[i % 8] for i in range(tokens))
+    second = " ".join(words[(i * 3) % 8] for i in range(tokens))
+    pair = model.attend(first, second, max_tokens=tokens)
+    extract = _time_calls(lambda i: model.attend(first, second, max_tokens=tokens), calls)
+    roll = _time_calls(lambda i: rollout(pair.attentions), calls)
+    return {"benchmark": "attention", "model": model.name, "device": model.device,
+            "sequence_tokens": len(pair.tokens), "shape": list(pair.attentions.shape),
+            "extract": _percentiles(extract), "rollout": _percentiles(roll),
+            "torch_threads": torch.get_num_threads()}

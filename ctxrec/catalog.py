@@ -131,6 +131,10 @@ class Catalog:
         parts.append(row.get("price"))
         return " · ".join(str(p) for p in parts if p)
 
+    def text(self, item_id: str) -> str:
+        """The text the item is encoded from (see :meth:`texts`)."""
+        return item_text(self.record(item_id))
+
     def texts(self) -> list[str]:
         """The text each item is encoded from: title, category, description and tags."""
         return [item_text(row) for row in self.items.to_dict("records")]

@@ -35,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     emb.add_argument("--model", default=None)
 
     bench = sub.add_parser("bench", help="benchmarks; JSON on stdout")
-    bench.add_argument("what", choices=["recommend"])
+    bench.add_argument("what", choices=["recommend", "attention"])
     bench.add_argument("--sizes", type=int, nargs="+", default=[1_000, 10_000, 100_000])
     bench.add_argument("--calls", type=int, default=50)
     return parser
@@ -47,9 +47,11 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.command == "bench":
-            from .bench import bench_recommend
+            from .bench import bench_attention, bench_recommend
 
-            print(json.dumps(bench_recommend(sizes=args.sizes, calls=args.calls), indent=2))
+            result = bench_recommend(sizes=args.sizes, calls=args.calls) \
+                if args.what == "recommend" else bench_attention(calls=args.calls)
+            print(json.dumps(result, indent=2))
             return 0
         catalog = read_catalog_csv(args.catalog) if args.catalog else builtin_catalog()
         for problem in catalog.problems:

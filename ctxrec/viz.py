@@ -43,3 +43,112 @@ def contributions_figure(labels: Sequence[str], contributions: dict[str, Sequenc
                       xaxis_title="weighted contribution to the score (standard deviations)")
     fig.update_yaxes(autorange="reversed")
     return fig
+
+
+def heatmap_figure(matrix: np.ndarray, x_labels: Sequence[str], y_labels: Sequence[str],
+                   title: str = "", value_name: str = "weight", colorscale: str = "Blues",
+                   zmin: float | None = None, zmax: float | None = None,
+                   boxes: Sequence[tuple[int, int, int, int]] = (),
+                   marks: Sequence[tuple[int, int]] = (), height: int | None = None,
+                   show_values: bool = False) -> go.Figure:
+    """A matrix as a heatmap with labels on both axes and exact values on hover.
+
+    Positions, not label text, place the cells, so repeated tokens stay separate.
+
+    Args:
+        matrix: (rows, cols).
+        boxes: (first col, last col, first row, last row) rectangles to outline, inclusive.
+        marks: (col, row) cells to mark with a dot (e.g. each row's best match).
+        show_values: write each value in its cell (for small matrices).
+    """
+    rows, cols = matrix.shape
+    fig = go.Figure(go.Heatmap(
+        z=matrix, x=list(range(cols)), y=list(range(rows)), colorscale=colorscale, zmin=zmin,
+        zmax=zmax, customdata=[[(y_labels[r], x_labels[c]) for c in range(cols)]
+                               for r in range(rows)],
+        hovertemplate=f"%{{customdata[0]}} → %{{customdata[1]}}<br>{value_name} %{{z:.4f}}"
+                      "<extra></extra>",
+        texttemplate="%{z:.2f}" if show_values else None))
+    for x0, x1, y0, y1 in boxes:
+        fig.add_shape(type="rect", x0=x0 - 0.5, x1=x1 + 0.5, y0=y0 - 0.5, y1=y1 + 0.5,
+                      line=dict(color="#E45756", width=2))
+    if marks:
+        fig.add_scatter(x=[m[0] for m in marks], y=[m[1] for m in marks], mode="markers",
+                        marker=dict(symbol="circle-open", size=9, color="#E45756", line_width=2),
+                        hoverinfo="skip", showlegend=False)
+    tick = dict(tickmode="array", tickfont=dict(size=10))
+    fig.update_xaxes(tickvals=list(range(cols)), ticktext=list(x_labels),
+                     tickangle=0 if cols <= 6 else -60, **tick)
+    fig.update_yaxes(tickvals=list(range(rows)), ticktext=list(y_labels), autorange="reversed",
+                     **tick)
+    size = height or int(min(900, max(280, 16 * rows + 140)))
+    fig.update_layout(title=title, height=size, margin=dict(l=10, r=10, t=40 if title else 10,
+                                                            b=10))
+    return fig
+
+
+def attention_grid_figure(attentions: np.ndarray, title: str = "") -> go.Figure:
+    """Small multiples: one tiny heatmap per layer (rows) and head (columns), shared colour scale.
+
+    Args:
+        attentions: (L, H, T, T).
+    """
+    from plotly.subplots import make_subplots
+
+    layers, heads = attentions.shape[:2]
+    fig = make_subplots(rows=layers, cols=heads, horizontal_spacing=0.006,
+                        vertical_spacing=0.012,
+                        row_titles=[f"L{i}" for i in range(layers)],
+                        column_titles=[f"H{j}" for j in range(heads)])
+    for layer in range(layers):
+        for head in range(heads):
+            fig.add_trace(go.Heatmap(z=attentions[layer, head], coloraxis="coloraxis",
+                                     hovertemplate=f"layer {layer} head {head}<br>"
+                                                   "%{y} → %{x}: %{z:.3f}<extra></extra>"),
+                          row=layer + 1, col=head + 1)
+    fig.update_xaxes(showticklabels=False)
+    fig.update_yaxes(showticklabels=False, autorange="reversed")
+    fig.update_layout(title=title, height=70 * layers + 80, coloraxis=dict(colorscale="Blues"),
+                      margin=dict(l=10, r=30, t=60, b=10))
+    return fig
+
+
+def embedding_map_figure(coords: np.ndarray, labels: Sequence[str], groups: Sequence[str],
+                         highlights: dict[str, tuple[float, float]],
+                         top: Sequence[int] = ()) -> go.Figure:
+    """A 2-D map of items coloured by group, with named points (context, intent) and the top-k
+    items ringed.
+
+    Args:
+        coords: (N, 2) item positions.
+        highlights: name → (x, y) for points that are not items.
+        top: item indices to ring.
+    """
+    fig = go.Figure()
+    groups = np.asarray(groups)
+    for group in sorted(set(groups)):
+        idx = np.flatnonzero(groups == group)
+        fig.add_scatter(x=coords[idx, 0], y=coords[idx, 1], mode="markers", name=group,
+                        text=[labels[i] for i in idx], marker=dict(size=7, opacity=0.7),
+                        hovertemplate="%{text}<extra>" + group + "</extra>")
+    if len(top):
+        fig.add_scatter(x=coords[list(top), 0], y=coords[list(top), 1], mode="markers",
+                        name="top-k", text=[labels[i] for i in top], hoverinfo="text",
+                        marker=dict(size=14, symbol="circle-open", color="black", line_width=2))
+    for name, (x, y) in highlights.items():
+        fig.add_scatter(x=[x], y=[y], mode="markers+text", name=name, text=[name],
+                        textposition="top center",
+                        marker=dict(size=16, symbol="star", line=dict(width=1, color="black")))
+    fig.update_layout(height=560, margin=dict(l=10, r=10, t=30, b=10),
+                      xaxis_title="component 1", yaxis_title="component 2")
+    return fig
+
+
+def bar_figure(labels: Sequence[str], values: Sequence[float], title: str = "") -> go.Figure:
+    """Vertical bars, one per label, positioned by index so repeated labels stay separate."""
+    fig = go.Figure(go.Bar(x=list(range(len(labels))), y=list(values),
+                           customdata=list(labels),
+                           hovertemplate="%{customdata}: %{y:.4f}<extra></extra>"))
+    fig.update_xaxes(tickvals=list(range(len(labels))), ticktext=list(labels), tickangle=-60)
+    fig.update_layout(title=title, height=280, margin=dict(l=10, r=10, t=40, b=10))
+    return fig

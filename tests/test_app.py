@@ -2,6 +2,8 @@
 
 from datetime import time
 
+import numpy as np
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -105,3 +107,68 @@ def test_a_shared_link_sets_the_context_and_bad_values_are_named():
     assert dict(at.query_params) == {  # the link now names the context as shown
         "when": "2026-11-21T19:30", "place": "home", "device": "tv", "with": "family,kids",
         "intent": "a funny film for the kids", "liked": "film-01"}
+
+
+LINK = {"when": "2026-11-21T19:30", "device": "tv", "with": "family,kids",
+        "intent": "a funny film to watch with the kids", "liked": "film-01,game-22",
+        "disliked": "film-02"}
+
+
+@pytest.fixture
+def linked():
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    at.query_params.update(LINK)
+    at.run()
+    assert not at.exception
+    return at
+
+
+def test_attention_page_views(linked):
+    linked.switch_page("app_pages/attention.py").run()
+    assert not linked.exception and linked.get("plotly_chart")
+    for view in ("Head average", "Rollout (all layers)", "All layers × heads", "One head"):
+        linked.radio(key="att_view").set_value(view).run()
+        assert not linked.exception, view
+    linked.slider(key="att_layer").set_value(4).run()
+    linked.radio(key="att_focus").set_value("context→item").run()
+    linked.toggle(key="att_hide_special").set_value(True).run()
+    assert not linked.exception
+    assert linked.session_state["att_layer"] == 4
+
+
+def test_history_heatmap_shows_the_rankings_own_weights(linked, recommender):
+    import base64
+    import json
+
+    from ctxrec.context import context_from_params
+
+    linked.switch_page("app_pages/history_attention.py").run()
+    assert not linked.exception
+    z = json.loads(linked.get("plotly_chart")[0].proto.spec)["data"][0]["z"]  # plotly's binary form
+    rows, cols = (int(n) for n in z["shape"].split(","))
+    shown = np.frombuffer(base64.b64decode(z["bdata"]), dtype=z["dtype"]).reshape(rows, cols)
+    context, _ = context_from_params(LINK)
+    expected = recommender.recommend(context, k=10).history_attention
+    np.testing.assert_allclose(shown, expected, atol=1e-6)
+
+
+def test_similarity_and_learn_pages(linked):
+    linked.switch_page("app_pages/similarity.py").run()
+    assert not linked.exception
+    assert linked.metric[0].label == "Cosine"
+    linked.radio(key="sim_source").set_value("the whole context").run()
+    assert not linked.exception
+    linked.switch_page("app_pages/learn.py").run()
+    assert not linked.exception
+    assert any("equal the model's own attention" in s.value for s in linked.success)
+    linked.select_slider(key="learn_token").set_value(3).run()
+    assert not linked.exception
+
+
+def test_page_state_is_kept_between_pages(linked):
+    linked.switch_page("app_pages/attention.py").run()
+    linked.slider(key="att_head").set_value(5).run()
+    linked.switch_page("app_pages/learn.py").run()
+    assert linked.slider(key="att_head").value == 5
+    linked.switch_page("app_pages/recommend.py").run()
+    assert linked.text_area(key="ctx_intent").value == LINK["intent"]

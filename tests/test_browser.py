@@ -120,3 +120,27 @@ def test_a_model_that_cannot_load_shows_why_in_the_browser(page):
     assert page.get_by_text("Why:").count() >= 3  # the ranking stays up
     _no_exception(page)
     page.screenshot(path=str(SHOTS / "model-load-error.png"))
+
+
+@pytest.mark.parametrize("path", ["attention", "history_attention", "similarity", "learn"])
+def test_teaching_pages_render_in_the_browser(server, path):
+    from urllib.parse import urlencode
+
+    from playwright.sync_api import sync_playwright
+
+    link = urlencode({"when": "2026-11-21T19:30", "device": "tv", "with": "family,kids",
+                      "intent": "a funny film to watch with the kids",
+                      "liked": "film-01,game-22", "disliked": "film-02"})
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        tab = browser.new_page(viewport={"width": 1400, "height": 2000})
+        tab.goto(f"{server}/{path}?{link}", wait_until="domcontentloaded")
+        tab.locator('[data-testid="stPlotlyChart"] .main-svg').first.wait_for(timeout=180_000)
+        tab.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden", timeout=120_000)
+        tab.wait_for_timeout(1500)
+        _no_exception(tab)
+        assert "Edit the context" in tab.inner_text("body")
+        tab.screenshot(path=str(SHOTS / f"{path}.png"))
+        browser.close()

@@ -6,10 +6,13 @@ of UI code.
 
 from __future__ import annotations
 
+import numpy as np
 import streamlit as st
 
 from ctxrec import (DEFAULT_ENCODER, Catalog, EmbeddingCache, Recommender, TextEncoder,
                     builtin_catalog, item_embeddings, load_encoder)
+from ctxrec.attention import AttentionModel, PairAttention, StepByStep
+from ctxrec.similarity import project_2d
 
 MODEL_KEY = "active_model"  # name of the encoder in use (changes only when a load succeeds)
 TRUST_KEY = "active_trust_remote_code"
@@ -57,3 +60,31 @@ def recommender() -> Recommender:
             done / total, text=f"Encoding items with {enc.name}: {done:,} / {total:,}"))
         bar.empty()
     return _cached_recommender(enc.fingerprint(), cat.content_hash(), enc, cat)
+
+
+@st.cache_resource(show_spinner="Loading the model with eager attention…", max_entries=2)
+def _attention_model(name: str, trust_remote_code: bool) -> AttentionModel:
+    return AttentionModel(name, trust_remote_code=trust_remote_code)
+
+
+def attention_model() -> AttentionModel:
+    return _attention_model(st.session_state[MODEL_KEY], st.session_state[TRUST_KEY])
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def pair_attention(model_name: str, trust: bool, context_text: str, item_text: str
+                   ) -> PairAttention:
+    """Cached per (model, texts), so moving a slider never recomputes."""
+    return _attention_model(model_name, trust).attend(context_text, item_text)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def step_by_step(model_name: str, trust: bool, text: str, layer: int, head: int
+                 ) -> tuple[list[str], StepByStep]:
+    return _attention_model(model_name, trust).step_by_step(text, layer, head)
+
+
+@st.cache_data(show_spinner="Projecting the catalog…", max_entries=8)
+def projection(encoder_key: str, catalog_key: str, extra_key: tuple[str, ...],
+               _vectors: np.ndarray, _extra: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
+    return project_2d(_vectors, _extra)
