@@ -4,7 +4,7 @@ import streamlit as st
 
 from ctxrec import DEFAULT_ENCODER, CatalogError, ModelLoadError, read_catalog_csv
 from ui import state
-from ui.context_editor import init_context_state
+from ui.context_editor import apply_scenario, init_context_state
 from ui.options import init_option_state
 
 st.set_page_config(page_title="ctxrec", page_icon="🧭", layout="wide")
@@ -66,7 +66,19 @@ def _sidebar_catalog() -> None:
             st.markdown("\n".join(f"- {p}" for p in cat.problems[:50]))
 
 
+def _sidebar_scenario() -> None:
+    st.subheader("Scenario")
+    choices = state.scenario_choices()
+    label = st.selectbox("Start from a story", list(choices), index=None, key="scenario_pick",
+                         placeholder="pick a scenario…")
+    if label in choices:
+        st.caption(choices[label].story)
+        st.button("Load this context", key="scenario_load", on_click=apply_scenario,
+                  args=(choices[label].context,), type="primary")
+
+
 with st.sidebar:
+    _sidebar_scenario()
     _sidebar_model()
     _sidebar_catalog()
 
@@ -76,5 +88,7 @@ page = st.navigation([
     st.Page("app_pages/history_attention.py", title="History attention", icon="🧲"),
     st.Page("app_pages/similarity.py", title="Similarity", icon="🧭"),
     st.Page("app_pages/learn.py", title="Learn", icon="🎓"),
+    st.Page("app_pages/compare.py", title="Compare", icon="⚖️"),
+    st.Page("app_pages/scenarios.py", title="Scenarios", icon="💾"),
 ])
 page.run()

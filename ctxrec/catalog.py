@@ -187,7 +187,12 @@ def read_catalog_csv(source: str | Path | IO[bytes] | bytes, name: str | None = 
     except UnicodeDecodeError as err:
         raise CatalogError([Problem(0, "file", f"is not UTF-8 text (byte {err.start}). Save it as "
                                                "UTF-8 CSV and upload it again.")]) from None
-    rows = list(csv.reader(io.StringIO(text)))
+    rows = []
+    for row in csv.reader(io.StringIO(text)):
+        rows.append(row)
+        if len(rows) > MAX_ROWS + 1:  # stop reading as soon as the file is too long
+            raise CatalogError([Problem(0, "file", f"has more than {MAX_ROWS:,} rows; the "
+                                                   f"limit in the app is {MAX_ROWS:,}.")])
     if not rows or not any(cell.strip() for cell in rows[0]):
         raise CatalogError([Problem(0, "file", "is empty; it needs a header row with at least "
                                                "'id' and 'title'.")])
@@ -196,9 +201,6 @@ def read_catalog_csv(source: str | Path | IO[bytes] | bytes, name: str | None = 
     if missing:
         raise CatalogError([Problem(1, c, "column is missing (the header has: "
                                           f"{', '.join(header)})") for c in missing])
-    if len(rows) - 1 > MAX_ROWS:
-        raise CatalogError([Problem(0, "file", f"has {len(rows) - 1:,} rows; the limit in the app "
-                                               f"is {MAX_ROWS:,}.")])
     records, problems, seen = [], [], set()
     for line, cells in enumerate(rows[1:], start=2):
         if not any(c.strip() for c in cells):

@@ -152,3 +152,35 @@ def bar_figure(labels: Sequence[str], values: Sequence[float], title: str = "") 
     fig.update_xaxes(tickvals=list(range(len(labels))), ticktext=list(labels), tickangle=-60)
     fig.update_layout(title=title, height=280, margin=dict(l=10, r=10, t=40, b=10))
     return fig
+
+
+def slope_figure(labels: Sequence[str], rank_a: Sequence[float], rank_b: Sequence[float],
+                 k: int, name_a: str = "A", name_b: str = "B") -> go.Figure:
+    """Rank in A (left) joined to rank in B (right); items outside a top-k sit on a line below it.
+
+    Args:
+        rank_a, rank_b: ranks, NaN where the item was not ranked at all.
+    """
+    below = k + 2
+    fig = go.Figure()
+    for label, ra, rb in zip(labels, rank_a, rank_b):
+        ya = ra if np.isfinite(ra) and ra <= k else below
+        yb = rb if np.isfinite(rb) and rb <= k else below
+        color = "#54A24B" if yb < ya else "#E45756" if yb > ya else "#9D9D9D"
+        fig.add_scatter(x=[0, 1], y=[ya, yb], mode="lines+markers", line=dict(color=color),
+                        name=label, showlegend=False,
+                        hovertemplate=f"{label}<br>A: {_rank_text(ra)} → B: {_rank_text(rb)}"
+                                      "<extra></extra>")
+        for x, y, anchor in ((0, ya, "right"), (1, yb, "left")):
+            if y != below:
+                fig.add_annotation(x=x, y=y, text=label, showarrow=False, xanchor=anchor,
+                                   xshift=-8 if anchor == "right" else 8, font=dict(size=11))
+    fig.update_xaxes(tickvals=[0, 1], ticktext=[name_a, name_b], range=[-0.9, 1.9])
+    fig.update_yaxes(autorange="reversed", tickvals=list(range(1, k + 1)) + [below],
+                     ticktext=[str(r) for r in range(1, k + 1)] + [f"> {k}"], title="rank")
+    fig.update_layout(height=28 * (k + 2) + 80, margin=dict(l=10, r=10, t=20, b=10))
+    return fig
+
+
+def _rank_text(rank: float) -> str:
+    return "not ranked" if not np.isfinite(rank) else f"#{int(rank)}"

@@ -172,3 +172,41 @@ def test_page_state_is_kept_between_pages(linked):
     assert linked.slider(key="att_head").value == 5
     linked.switch_page("app_pages/recommend.py").run()
     assert linked.text_area(key="ctx_intent").value == LINK["intent"]
+
+
+def test_a_link_restores_the_inspected_item_layer_and_head():
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    at.query_params.update({**LINK, "item": "film-05", "layer": "4", "head": "oops"})
+    at.switch_page("app_pages/attention.py").run()
+    assert not at.exception
+    assert at.selectbox(key="sel_item").value == "film-05"
+    assert at.slider(key="att_layer").value == 4 and at.slider(key="att_head").value == 0
+    assert at.query_params["item"] == "film-05" and at.query_params["layer"] == "4"
+
+
+def test_compare_and_scenario_pages(tmp_path, monkeypatch):
+    monkeypatch.setenv("CTXREC_SCENARIOS", str(tmp_path / "s.sqlite"))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    at.query_params.update(LINK)
+    at.run()
+    at.switch_page("app_pages/scenarios.py").run()
+    at.text_input(key="scn_name").input("Kids evening").run()
+    at.text_input(key="scn_story").input("film night").run()
+    at.button(key="scn_save").click().run()
+    assert not at.exception and any("Saved" in s.value for s in at.success)
+    at.text_input(key="scn_new_name").input("Kids film night").run()
+    at.button(key="scn_rename").click().run()
+    assert at.selectbox(key="scn_chosen").options == ["Kids film night"]
+
+    at.switch_page("app_pages/compare.py").run()
+    assert not at.exception
+    at.selectbox(key="cmp_B").set_value("💾 Kids film night").run()
+    assert not at.exception
+    assert at.get("plotly_chart") and len(at.dataframe) == 3
+
+    at.switch_page("app_pages/recommend.py").run()
+    at.selectbox(key="scenario_pick").set_value("⭐ Monday 7:40 commute").run()
+    at.button(key="scenario_load").click().run()
+    assert not at.exception
+    assert at.selectbox(key="ctx_place").value == "commute"
+    assert at.text_area(key="ctx_intent").value.startswith("something short to listen to")

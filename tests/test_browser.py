@@ -107,7 +107,7 @@ def test_recommend_page_ranks_explains_and_takes_feedback(page):
 
 def test_a_model_that_cannot_load_shows_why_in_the_browser(page):
     sidebar = page.locator('[data-testid="stSidebar"]')
-    sidebar.locator('[data-testid="stSelectbox"]').first.click()
+    sidebar.locator('[data-testid="stSelectbox"]').filter(has_text="Encoder").click()
     page.get_by_role("option", name="Other (Hugging Face id or local folder)…").click()
     _settle(page)
     box = sidebar.get_by_label("Model id or folder")
@@ -144,3 +144,40 @@ def test_teaching_pages_render_in_the_browser(server, path):
         assert "Edit the context" in tab.inner_text("body")
         tab.screenshot(path=str(SHOTS / f"{path}.png"))
         browser.close()
+
+
+def test_twenty_sessions_at_once_share_one_model(server):
+    """20 browser sessions recommend and switch scenarios concurrently: no errors, and the server
+    loaded the encoder once for all of them."""
+    import asyncio
+    from urllib.parse import urlencode
+
+    from playwright.async_api import async_playwright
+
+    from ctxrec.context import context_to_params
+    from ctxrec.scenarios import load_presets
+
+    links = [urlencode(context_to_params(s.context)) for s in load_presets()]
+
+    async def session(browser, n: int) -> int:
+        tab = await browser.new_page(viewport={"width": 1200, "height": 900})
+        errors = 0
+        for step in range(2):  # open one scenario, then switch to another
+            await tab.goto(f"{server}/?{links[(n + step * 3) % len(links)]}",
+                           wait_until="domcontentloaded", timeout=300_000)
+            await tab.get_by_text("Why:").first.wait_for(timeout=300_000)
+            errors += await tab.locator('[data-testid="stException"]').count()
+        await tab.close()
+        return errors
+
+    async def main() -> list[int]:
+        async with async_playwright() as p:
+            browser = await p.chromium.launch(executable_path=CHROMIUM, args=[
+                "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+            results = await asyncio.gather(*(session(browser, n) for n in range(20)))
+            await browser.close()
+            return results
+
+    assert asyncio.run(main()) == [0] * 20
+    log = (ROOT / "test-output" / "streamlit-browser-test.log").read_text()
+    assert log.count("ctxrec: loaded encoder") == 1

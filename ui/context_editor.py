@@ -26,6 +26,11 @@ def init_context_state() -> None:
         st.session_state[key] = st.session_state[key]
 
 
+def apply_scenario(context: Context) -> None:
+    """Button callback: put a scenario's context into the editor."""
+    _load(context)
+
+
 def _load(context: Context) -> None:
     state = st.session_state
     state["ctx_date"], state["ctx_time"] = context.when.date(), context.when.time()
@@ -36,9 +41,10 @@ def _load(context: Context) -> None:
     state["ctx_disliked"] = [h.item_id for h in context.history if h.signal < 0]
 
 
-def share_in_url(context: Context) -> None:
-    """Mirror the context in the address bar, so a copied link reproduces the view."""
-    params = context_to_params(context)
+def share_in_url(context: Context, selections: dict[str, str] | None = None) -> None:
+    """Mirror the context (and the page's selections) in the address bar, so a copied link
+    reproduces the view."""
+    params = {**context_to_params(context), **(selections or {})}
     if st.query_params.to_dict() != params:
         st.query_params.from_dict(params)
 

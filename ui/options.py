@@ -13,7 +13,21 @@ SELECTIONS = ("sel_item", "att_layer", "att_head", "att_view", "att_hide_special
               "sim_source", "sim_a", "sim_b", "learn_text", "learn_token")
 
 
+# selections carried in the link: query parameter → session key (pages clamp or fall back when a
+# value does not fit, so a hand-edited link cannot break them)
+LINKED = {"item": "sel_item", "layer": "att_layer", "head": "att_head"}
+
+
 def init_option_state() -> None:
+    if "opt_k" not in st.session_state:  # first run of this session: read the link
+        for param, key in LINKED.items():
+            value = st.query_params.get(param)
+            if value is None:
+                continue
+            if key == "sel_item":
+                st.session_state[key] = value
+            elif value.isdigit():
+                st.session_state[key] = int(value)
     for key, value in DEFAULTS.items():
         st.session_state.setdefault(key, value)
     # keep values of widgets that the current page does not draw
@@ -32,11 +46,12 @@ def render_options() -> None:
         st.slider(c, 0.0, 2.0, step=0.05, key=f"opt_w_{c}", disabled=mode == "Adaptive")
 
 
-def current_ranking(recommender: Recommender, context: Context) -> Ranking:
+def current_ranking(recommender: Recommender, context: Context, k: int | None = None) -> Ranking:
+    """Rank with the options the person set; ``k`` overrides how many items come back."""
     state = st.session_state
     weights = Weights.manual({c: state[f"opt_w_{c}"] for c in COMPONENTS}) \
         if state["opt_weight_mode"] == "Manual" else None
-    return recommender.recommend(context, k=state["opt_k"], weights=weights,
+    return recommender.recommend(context, k=k or state["opt_k"], weights=weights,
                                  exclude_seen=state["opt_exclude_seen"],
                                  diversity=state["opt_diversity"])
 
@@ -53,3 +68,9 @@ def pick_item(ranking: Ranking) -> str | None:
     ranks = dict(zip(ranking.table["item_id"], ranking.table["rank"]))
     return st.selectbox("Ranked item", ids, key="sel_item",
                         format_func=lambda i: f"{ranks[i]}. {titles[i]}")
+
+
+def linked_selections() -> dict[str, str]:
+    """The selections to put in the link."""
+    return {param: str(st.session_state[key]) for param, key in LINKED.items()
+            if key in st.session_state}

@@ -9,7 +9,7 @@ import streamlit as st
 from ctxrec import Catalog, Context, Ranking, Recommender
 from ui import state
 from ui.context_editor import current_context, drop_unknown_history, share_in_url
-from ui.options import current_ranking
+from ui.options import current_ranking, linked_selections
 
 
 @dataclass
@@ -35,7 +35,7 @@ def prepare() -> PageData:
         st.info(f"Removed {len(dropped)} history item(s) that are not in {catalog.name}.")
     recommender = state.recommender()
     context = current_context()
-    share_in_url(context)
+    share_in_url(context, linked_selections())
     return PageData(catalog, recommender, context, current_ranking(recommender, context))
 
 

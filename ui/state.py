@@ -6,13 +6,21 @@ of UI code.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import streamlit as st
 
 from ctxrec import (DEFAULT_ENCODER, Catalog, EmbeddingCache, Recommender, TextEncoder,
                     builtin_catalog, item_embeddings, load_encoder)
 from ctxrec.attention import AttentionModel, PairAttention, StepByStep
+from ctxrec.scenarios import Scenario, ScenarioError, ScenarioStore, load_presets, store_path
 from ctxrec.similarity import project_2d
+
+log = logging.getLogger("ctxrec.app")
+if not log.handlers:  # the operator sees each model load once in the server log
+    log.addHandler(logging.StreamHandler())
+    log.setLevel(logging.INFO)
 
 MODEL_KEY = "active_model"  # name of the encoder in use (changes only when a load succeeds)
 TRUST_KEY = "active_trust_remote_code"
@@ -21,7 +29,9 @@ CATALOG_KEY = "active_catalog"  # an uploaded Catalog, or absent for the built-i
 
 @st.cache_resource(show_spinner="Loading the language model…")
 def cached_encoder(name: str, trust_remote_code: bool) -> TextEncoder:
-    return load_encoder(name, trust_remote_code=trust_remote_code)
+    encoder = load_encoder(name, trust_remote_code=trust_remote_code)
+    log.info("ctxrec: loaded encoder %s on %s", name, encoder.device)
+    return encoder
 
 
 @st.cache_resource(show_spinner=False)
@@ -88,3 +98,29 @@ def step_by_step(model_name: str, trust: bool, text: str, layer: int, head: int
 def projection(encoder_key: str, catalog_key: str, extra_key: tuple[str, ...],
                _vectors: np.ndarray, _extra: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
     return project_2d(_vectors, _extra)
+
+
+@st.cache_resource(show_spinner=False)
+def _scenario_store(path: str) -> ScenarioStore:
+    return ScenarioStore(path)
+
+
+def scenario_store() -> ScenarioStore:
+    return _scenario_store(str(store_path()))
+
+
+@st.cache_resource(show_spinner=False)
+def presets() -> list[Scenario]:
+    return load_presets()
+
+
+def scenario_choices() -> dict[str, Scenario]:
+    """Label → scenario: the presets, then the saved ones (marked 💾)."""
+    choices = {f"⭐ {s.name}": s for s in presets()}
+    store = scenario_store()
+    for name in store.names():
+        try:
+            choices[f"💾 {name}"] = store.load(name)
+        except (ScenarioError, ValueError):
+            continue  # a row that no longer validates is listed on the Scenarios page
+    return choices
