@@ -124,3 +124,26 @@ def test_a_model_that_needs_remote_code_is_refused_without_running_it(tmp_path, 
     with pytest.raises(ModelLoadError, match="needs to run its own code"):
         load_encoder(str(tmp_path))
     assert not marker.exists()
+
+
+class _Payload:
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_pickled_weights_are_never_unpickled(tmp_path, encoder, no_network):
+    import pickle
+
+    from transformers import BertConfig
+
+    BertConfig(vocab_size=encoder.tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1,
+               num_attention_heads=2, intermediate_size=64).save_pretrained(tmp_path)
+    encoder.tokenizer.save_pretrained(tmp_path)
+    marker = tmp_path / "unpickled.txt"
+    (tmp_path / "pytorch_model.bin").write_bytes(pickle.dumps(_Payload(str(marker))))
+    with pytest.raises(ModelLoadError):
+        load_encoder(str(tmp_path))
+    assert not marker.exists()
