@@ -89,6 +89,7 @@ page = st.navigation([
     st.Page("app_pages/similarity.py", title="Similarity", icon="🧭"),
     st.Page("app_pages/learn.py", title="Learn", icon="🎓"),
     st.Page("app_pages/compare.py", title="Compare", icon="⚖️"),
+    st.Page("app_pages/evaluate.py", title="Evaluate", icon="📏"),
     st.Page("app_pages/scenarios.py", title="Scenarios", icon="💾"),
 ])
 page.run()

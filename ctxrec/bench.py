@@ -18,7 +18,7 @@ from .embed_cache import item_embeddings
 from .encoders import TextEncoder, load_encoder
 from .recommender import Recommender
 
-__all__ = ["bench_attention", "bench_encode", "bench_recommend", "synthetic_catalog"]
+__all__ = ["bench_all", "bench_attention", "bench_encode", "bench_recommend", "synthetic_catalog"]
 
 _INTENTS = ("something calm to read before bed", "a quick vegetarian dinner for two",
             "loud music for a morning run", "a funny film with the kids", "a podcast about space",
@@ -131,3 +131,21 @@ def bench_attention(calls: int = 20, tokens: int = 128) -> dict:
             "sequence_tokens": len(pair.tokens), "shape": list(pair.attentions.shape),
             "extract": _percentiles(extract), "rollout": _percentiles(roll),
             "torch_threads": torch.get_num_threads()}
+
+
+def bench_all(sizes: Sequence[int] = (1_000, 10_000, 100_000, 1_000_000), calls: int = 30) -> dict:
+    """Every benchmark in one JSON, with the device and the peak memory of the run."""
+    import resource
+
+    from .encoders import pick_device
+
+    recommend = bench_recommend(sizes=sizes, calls=calls)
+    attention = bench_attention(calls=calls)
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux
+    return {"benchmark": "all", "device": pick_device(), "machine": platform.machine(),
+            "torch_threads": torch.get_num_threads(), "recommend": recommend["results"],
+            "encode": recommend["encode"], "attention": {k: attention[k] for k in (
+                "sequence_tokens", "extract", "rollout")},
+            "training_epoch_s": None,
+            "training_note": "no sequence model yet (issue: self-attentive sequence model)",
+            "peak_rss_mb": round(peak_kb / 1024, 1)}

@@ -73,6 +73,21 @@ class Ranking:
     diversity: float = 0.0
 
 
+@dataclass
+class _Scored:
+    """Everything one scoring pass produced, before selection."""
+
+    total: np.ndarray  # (N,) fused score
+    raw: dict[str, np.ndarray]  # component → (N,) raw scores
+    z: dict[str, np.ndarray]  # component → (N,) standardised scores
+    weights: Weights
+    positions: list[int]  # catalog positions of the known history items
+    signals: list[float]
+    history_ids: list[str]
+    attention: np.ndarray  # (N, H)
+    notes: list[str]
+
+
 class Recommender:
     """Ranks a catalog's items for a :class:`Context`.
 
@@ -174,6 +189,26 @@ class Recommender:
         Returns:
             A :class:`Ranking` whose contribution columns sum to ``score`` for every row.
         """
+        scored = self._score(context, weights)
+        total, positions, notes = scored.total.copy(), scored.positions, scored.notes
+        if exclude_seen and positions:
+            total[positions] = -np.inf
+        valid = np.flatnonzero(np.isfinite(total))
+        if valid.size == 0:
+            notes.append("Every item is already in the history and 'exclude seen' is on: turn it "
+                         "off or remove items from the history.")
+        order = self._select(total, valid, k, diversity)
+        table = self._table(order, scored.raw, scored.z, scored.weights)
+        return Ranking(table=table, weights=scored.weights, history_ids=scored.history_ids,
+                       history_signals=np.asarray(scored.signals, dtype=np.float32),
+                       history_attention=scored.attention[order], notes=notes,
+                       diversity=diversity)
+
+    def score_all(self, context: Context, weights: Weights | None = None) -> np.ndarray:
+        """The fused score of every catalog item, (N,), for evaluation; seen items included."""
+        return self._score(context, weights).total
+
+    def _score(self, context: Context, weights: Weights | None) -> _Scored:
         notes: list[str] = []
         positions, signals, hist_ids = self._known_history(context, notes)
         intent = context.intent.strip()
@@ -187,7 +222,6 @@ class Recommender:
         if weights is None:
             weights = adaptive_weights(bool(intent), has_history, self.popularity is not None,
                                        self.attributes.available)
-
         n = len(self.catalog)
         raw: dict[str, np.ndarray] = {}
         attention = np.zeros((n, len(positions)), dtype=np.float32)
@@ -201,22 +235,11 @@ class Recommender:
             raw["history"], attention = self.history_scores(tuple(positions), tuple(signals))
         if weights["popularity"] and self.popularity is not None:
             raw["popularity"] = self.popularity
-
         z = {name: _standardize(values) for name, values in raw.items()}
         total = np.zeros(n, dtype=np.float32)
         for name, values in z.items():
             total += weights[name] * values
-        if exclude_seen and positions:
-            total[positions] = -np.inf
-        valid = np.flatnonzero(np.isfinite(total))
-        if valid.size == 0:
-            notes.append("Every item is already in the history and 'exclude seen' is on: turn it "
-                         "off or remove items from the history.")
-        order = self._select(total, valid, k, diversity)
-        table = self._table(order, raw, z, weights)
-        return Ranking(table=table, weights=weights, history_ids=hist_ids,
-                       history_signals=np.asarray(signals, dtype=np.float32),
-                       history_attention=attention[order], notes=notes, diversity=diversity)
+        return _Scored(total, raw, z, weights, positions, signals, hist_ids, attention, notes)
 
     def _known_history(self, context: Context, notes: list[str]
                        ) -> tuple[list[int], list[float], list[str]]:

@@ -184,3 +184,31 @@ def slope_figure(labels: Sequence[str], rank_a: Sequence[float], rank_b: Sequenc
 
 def _rank_text(rank: float) -> str:
     return "not ranked" if not np.isfinite(rank) else f"#{int(rank)}"
+
+
+def metric_bars_figure(models: Sequence[str], values: Sequence[float],
+                       intervals: Sequence[Sequence[float]], title: str) -> go.Figure:
+    """One bar per model with its 95 % interval as error bars."""
+    values = np.asarray(values, dtype=float)
+    low = values - np.asarray([i[0] for i in intervals])
+    high = np.asarray([i[1] for i in intervals]) - values
+    fig = go.Figure(go.Bar(x=list(models), y=values, error_y=dict(type="data", array=high,
+                                                                  arrayminus=low),
+                           hovertemplate="%{x}: %{y:.4f}<extra></extra>"))
+    fig.update_layout(title=title, height=360, margin=dict(l=10, r=10, t=50, b=10))
+    return fig
+
+
+def rank_distribution_figure(ranks: dict[str, Sequence[float]], k: int) -> go.Figure:
+    """Share of users whose held-out item ranks at or above r, per model (log-scaled r)."""
+    fig = go.Figure()
+    for name, values in ranks.items():
+        ordered = np.sort(np.asarray(values, dtype=float))
+        share = np.arange(1, len(ordered) + 1) / len(ordered)
+        fig.add_scatter(x=ordered, y=share, mode="lines", name=name,
+                        hovertemplate=f"{name}<br>rank ≤ %{{x:.0f}}: %{{y:.1%}}<extra></extra>")
+    fig.add_vline(x=k, line_dash="dot", annotation_text=f"K = {k}")
+    fig.update_xaxes(type="log", title="rank of the held-out item")
+    fig.update_yaxes(title="share of users", tickformat=".0%")
+    fig.update_layout(height=380, margin=dict(l=10, r=10, t=30, b=10))
+    return fig
