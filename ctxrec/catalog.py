@@ -49,6 +49,8 @@ COMPANIONS = ("alone", "partner", "friends", "family", "kids", "colleagues")
 PRICES = ("free", "low", "medium", "high")
 
 REQUIRED = ("id", "title")
+# header names other tools use for the required columns
+ALIASES = {"item_id": "id", "itemid": "id", "item": "id", "name": "title"}
 LIST_FIELDS = {"tags": None, "dayparts": DAYPARTS, "places": PLACES, "devices": DEVICES,
                "companions": COMPANIONS}
 CHOICE_FIELDS = {"mood": MOODS, "days": DAYS, "price": PRICES}
@@ -197,6 +199,9 @@ def read_catalog_csv(source: str | Path | IO[bytes] | bytes, name: str | None = 
         raise CatalogError([Problem(0, "file", "is empty; it needs a header row with at least "
                                                "'id' and 'title'.")])
     header = [h.strip().lower() for h in rows[0]]
+    for alias, column in ALIASES.items():
+        if column not in header and alias in header:
+            header[header.index(alias)] = column
     missing = [c for c in REQUIRED if c not in header]
     if missing:
         raise CatalogError([Problem(1, c, "column is missing (the header has: "

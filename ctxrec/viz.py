@@ -207,7 +207,8 @@ def rank_distribution_figure(ranks: dict[str, Sequence[float]], k: int) -> go.Fi
         share = np.arange(1, len(ordered) + 1) / len(ordered)
         fig.add_scatter(x=ordered, y=share, mode="lines", name=name,
                         hovertemplate=f"{name}<br>rank ≤ %{{x:.0f}}: %{{y:.1%}}<extra></extra>")
-    fig.add_vline(x=k, line_dash="dot", annotation_text=f"K = {k}")
+    # shapes on a log axis are placed in log10 units
+    fig.add_vline(x=float(np.log10(k)), line_dash="dot", annotation_text=f"K = {k}")
     fig.update_xaxes(type="log", title="rank of the held-out item")
     fig.update_yaxes(title="share of users", tickformat=".0%")
     fig.update_layout(height=380, margin=dict(l=10, r=10, t=30, b=10))

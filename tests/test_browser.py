@@ -127,7 +127,8 @@ CHART = '[data-testid="stPlotlyChart"] .main-svg'
 
 @pytest.mark.parametrize("path, ready", [("attention", CHART), ("history_attention", CHART),
                                          ("similarity", CHART), ("learn", CHART),
-                                         ("compare", CHART), ("scenarios", "text=Saved")])
+                                         ("compare", CHART), ("scenarios", "text=Saved"),
+                                         ("evaluate", 'role=tab[name="Load results"]')])
 def test_every_page_renders_in_the_browser(server, path, ready):
     from urllib.parse import urlencode
 

@@ -85,3 +85,8 @@ def test_builtin_loader_refuses_a_broken_builtin(tmp_path, monkeypatch):
     monkeypatch.setattr("ctxrec.catalog.BUILTIN_PATH", broken)
     with pytest.raises(CatalogError, match="line 2, field 'mood'"):
         builtin_catalog()
+
+
+def test_common_header_names_are_understood():
+    catalog = read_catalog_csv(b"item_id,name,category,description\n7,Night Bus,event,Neon.\n")
+    assert list(catalog.ids) == ["7"] and catalog.title("7") == "Night Bus"
