@@ -1,7 +1,7 @@
 """The app side of ctxrec: cached models and catalogs, and the session's current choices.
 
-Everything Streamlit-specific that pages share lives here, so pages stay thin and ``ctxrec`` stays free
-of UI code.
+Everything Streamlit-specific that pages share lives here, so pages stay thin and ``ctxrec`` stays
+free of UI code.
 """
 
 from __future__ import annotations
