@@ -15,7 +15,7 @@ HEADER = b"id,title,mood,duration_min\n"
 CATALOGS = {
     "empty file": (b"", "empty"),
     "not UTF-8": ("id,title\n1,Caf\xe9 cr\xe8me\n".encode("cp1252"), "not UTF-8"),
-    "missing title column": (b"id,name\n1,x\n", "'title': column is missing"),
+    "missing title column": (b"id,label\n1,x\n", "'title': column is missing"),
     "header only": (b"id,title\n", "no item rows"),
     "200 MB": (b"id,title\n" + b"x" * (200 * 2**20), "limit is 50 MB"),
     "a million rows": (b"id,title\n" + b"i,t\n" * 1_000_000, "more than 200,000 rows"),
