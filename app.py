@@ -3,6 +3,7 @@
 import streamlit as st
 
 from ctxrec import DEFAULT_ENCODER, CatalogError, ModelLoadError, read_catalog_csv
+from ctxrec.movielens import find_movielens_folders
 from ui import state
 from ui.context_editor import apply_scenario, init_context_state
 from ui.options import init_option_state
@@ -42,23 +43,36 @@ def _sidebar_model() -> None:
 
 def _sidebar_catalog() -> None:
     st.subheader("Catalog")
-    source = st.radio("Items", ("Built-in", "Upload CSV"), key="catalog_source", horizontal=True)
+    source = st.radio("Items", ("Built-in", "Upload CSV", "MovieLens"), key="catalog_source",
+                      horizontal=True)
     if source == "Built-in":
         st.session_state.pop(state.CATALOG_KEY, None)
-    else:
+    elif source == "Upload CSV":
         upload = st.file_uploader("Catalog CSV (id, title, and optionally category, description, "
                                   "tags, mood, dayparts, …)", type=["csv"], key="catalog_upload")
         if upload is not None and st.session_state.get("catalog_upload_id") != upload.file_id:
             st.session_state["catalog_upload_id"] = upload.file_id
             try:
-                st.session_state[state.CATALOG_KEY] = read_catalog_csv(upload.getvalue(),
-                                                                       name=upload.name)
+                st.session_state["catalog_uploaded"] = read_catalog_csv(upload.getvalue(),
+                                                                        name=upload.name)
                 st.session_state.pop("catalog_error", None)
             except CatalogError as err:
                 st.session_state["catalog_error"] = err
         if st.session_state.get("catalog_error"):
             err = st.session_state["catalog_error"]
             st.error("The file was not loaded:\n\n" + "\n".join(f"- {p}" for p in err.problems[:8]))
+        st.session_state[state.CATALOG_KEY] = st.session_state.get("catalog_uploaded")
+    else:
+        found = [str(p) for p in find_movielens_folders()]
+        st.session_state.setdefault("catalog_movielens", found[0] if found else "")
+        folder = st.text_input("MovieLens folder", key="catalog_movielens",
+                               help="ml-latest-small, ml-1m or ml-25m layout; "
+                                    "`python -m ctxrec data download ml-latest-small` fetches one")
+        try:
+            st.session_state[state.CATALOG_KEY] = state.movielens_catalog(folder.strip())
+        except (OSError, ValueError) as err:
+            st.session_state.pop(state.CATALOG_KEY, None)
+            st.error(f"{err}. Using the built-in catalog.")
     cat = state.catalog()
     st.caption(f"In use: **{cat.name}** · {len(cat):,} items")
     if cat.problems:
@@ -90,6 +104,7 @@ page = st.navigation([
     st.Page("app_pages/learn.py", title="Learn", icon="🎓"),
     st.Page("app_pages/compare.py", title="Compare", icon="⚖️"),
     st.Page("app_pages/evaluate.py", title="Evaluate", icon="📏"),
+    st.Page("app_pages/train.py", title="Train", icon="🏋️"),
     st.Page("app_pages/scenarios.py", title="Scenarios", icon="💾"),
 ])
 page.run()

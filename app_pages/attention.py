@@ -53,3 +53,21 @@ else:
                        file_name=f"attention-{view}-{layer}-{head}.csv", key="att_csv")
 st.caption("Attention shows where the model looks, not what caused the score: compare the "
            "breakdown on the Recommend page.")
+
+sequence = state.sequence_model()
+known = [h.item_id for h in page.context.history if page.catalog.position(h.item_id) is not None]
+if sequence is not None and known:
+    st.subheader("Sequence model: self-attention over the history")
+    positions = [page.catalog.position(i) for i in known]
+    weights, n = sequence.self_attention(positions)
+    seq_layer, seq_head = st.columns(2)
+    s_layer = seq_layer.slider("Layer", 0, weights.shape[0] - 1, key="seq_layer")
+    s_head = seq_head.slider("Head", 0, weights.shape[1] - 1, key="seq_head")
+    titles = [f"{i + 1}. {page.catalog.title(item)[:30]}" for i, item in
+              enumerate(known[-n:])]
+    st.plotly_chart(heatmap_figure(weights[s_layer, s_head], titles, titles,
+                                   title=f"Layer {s_layer}, head {s_head}: each history item "
+                                         "looks only at itself and earlier items"),
+                    key="seq_heatmap")
+    st.caption(f"The last row is the state that scores what comes next. Oldest first; the "
+               f"model reads the last {sequence.config.max_len} items.")

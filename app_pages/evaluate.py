@@ -9,16 +9,15 @@ import streamlit as st
 from ctxrec.embed_cache import data_home
 from ctxrec.experiment import MODELS, ExperimentConfig, results_table, run_experiment
 from ctxrec.export import safe_csv
+from ctxrec.movielens import find_movielens_folders
 from ctxrec.viz import metric_bars_figure, rank_distribution_figure
 
 RESULTS = data_home() / "results"
-CANDIDATES = [Path(__file__).resolve().parent.parent.parent / "shared/data/ml-latest-small",
-              data_home() / "data" / "ml-latest-small"]
 
 st.title("📏 Evaluate")
 run_tab, load_tab = st.tabs(["Run", "Load results"])
 with run_tab:
-    default = next((str(p) for p in CANDIDATES if p.is_dir()), "")
+    default = next((str(p) for p in find_movielens_folders()), "")
     st.session_state.setdefault("ev_data", default)
     data = st.text_input("MovieLens folder", key="ev_data",
                          help="ml-latest-small, ml-25m or ml-1m layout")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import platform
 import time
+from pathlib import Path
 from dataclasses import replace
 from collections.abc import Callable, Sequence
 
@@ -133,6 +134,33 @@ def bench_attention(calls: int = 20, tokens: int = 128) -> dict:
             "torch_threads": torch.get_num_threads()}
 
 
+def bench_training(data: str | None = None, epochs: int = 2, max_len: int = 50,
+                   batch_size: int = 32) -> dict:
+    """Seconds per training epoch of the sequence model (ID items, full softmax) on a MovieLens
+    folder (default: the first one found), validation excluded."""
+    from .evaluate import leave_last_out
+    from .movielens import find_movielens_folders, load_movielens
+    from .sequence_model import SequenceConfig
+    from .sequence_train import TrainConfig, train_sequence_model
+
+    folder = data or next((str(p) for p in find_movielens_folders()), None)
+    if folder is None:
+        return {"benchmark": "training", "skipped": "no MovieLens folder found: run "
+                "`python -m ctxrec data download ml-latest-small` or pass --data"}
+    catalog, interactions = load_movielens(folder)
+    split = leave_last_out(interactions, catalog)
+    config = SequenceConfig(n_items=len(catalog), max_len=max_len)
+    trained = train_sequence_model(split, catalog, config,
+                                   TrainConfig(epochs=epochs, batch_size=batch_size,
+                                               patience=epochs))
+    seconds = [e.epoch_train_s for e in trained.history]
+    return {"benchmark": "training", "data": Path(folder).name, "users": len(split.histories),
+            "items": len(catalog), "targets_per_epoch": int(sum(
+                max(0, len(h) - 1) for h in split.histories.values())),
+            "epoch_s": [round(s, 2) for s in seconds], "device": str(
+                next(trained.model.parameters()).device), "torch_threads": torch.get_num_threads()}
+
+
 def bench_all(sizes: Sequence[int] = (1_000, 10_000, 100_000, 1_000_000), calls: int = 30) -> dict:
     """Every benchmark in one JSON, with the device and the peak memory of the run."""
     import resource
@@ -141,11 +169,12 @@ def bench_all(sizes: Sequence[int] = (1_000, 10_000, 100_000, 1_000_000), calls:
 
     recommend = bench_recommend(sizes=sizes, calls=calls)
     attention = bench_attention(calls=calls)
+    training = bench_training()
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux
     return {"benchmark": "all", "device": pick_device(), "machine": platform.machine(),
             "torch_threads": torch.get_num_threads(), "recommend": recommend["results"],
             "encode": recommend["encode"], "attention": {k: attention[k] for k in (
                 "sequence_tokens", "extract", "rollout")},
-            "training_epoch_s": None,
-            "training_note": "no sequence model yet (issue: self-attentive sequence model)",
+            "training_epoch_s": min(training["epoch_s"]) if "epoch_s" in training else None,
+            "training": training,
             "peak_rss_mb": round(peak_kb / 1024, 1)}

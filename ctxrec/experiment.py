@@ -39,6 +39,7 @@ class ExperimentConfig:
         context_blank: also run ctxrec with the context component blanked, on the same events.
         max_users: evaluate the first N users only (quick runs), ``None`` for all.
         encoder: language model for the text-based models.
+        checkpoint: a trained sequence model (``python -m ctxrec train``) to rank alongside.
     """
 
     data: str
@@ -55,6 +56,7 @@ class ExperimentConfig:
     max_users: int | None = None
     seed: int = 0
     encoder: str = DEFAULT_ENCODER
+    checkpoint: str | None = None
 
 
 def run_experiment(config: ExperimentConfig, progress: Progress | None = None) -> dict:
@@ -91,6 +93,18 @@ def run_experiment(config: ExperimentConfig, progress: Progress | None = None) -
             rankers.append(TextSimilarity(vectors))
         else:
             rankers.append(RecommenderRanker(recommender))
+    if config.checkpoint:
+        from .sequence_train import SequenceRanker, load_checkpoint
+
+        if config.split != "leave-last-out":
+            raise ValueError("sequence models are trained on the leave-last-out split; other "
+                             "splits would put test events in their training data")
+        trained = load_checkpoint(config.checkpoint)
+        if not trained.matches(catalog):
+            raise ValueError(f"{config.checkpoint} was trained on another catalog than "
+                             f"{config.data}")
+        c = trained.config
+        rankers.append(SequenceRanker(trained, name=f"SASRec ({c.item_repr}, {c.memory})"))
     if config.context_blank:
         rankers.append(RecommenderRanker(recommender, name="ctxrec, context blanked",
                                          blank_context=True))

@@ -12,7 +12,8 @@ __all__ = ["attended_history", "why"]
 
 _LABELS = {"intent": "matches your intent", "history": "close to your history",
            "context": "fits the time and place", "mood": "the mood you asked for",
-           "popularity": "popular"}
+           "popularity": "popular", "sequence": "likely next after your recent items",
+           "llm": "the language model judged it a fit"}
 
 
 def attended_history(ranking: Ranking, row: int, min_weight: float = 0.2,
@@ -41,11 +42,12 @@ def why(ranking: Ranking, row: int, title_of: Callable[[str], str] | None = None
     """
     title_of = title_of or str
     record = ranking.table.iloc[row]
-    parts = sorted(((float(record[c]), c) for c in COMPONENTS if record[c] > 0), reverse=True)
+    shown = [c for c in (*COMPONENTS, "llm") if c in record]  # llm: after an LLM re-rank
+    parts = sorted(((float(record[c]), c) for c in shown if record[c] > 0), reverse=True)
     total = sum(v for v, _ in parts) or 1.0
     lead = [f"{_LABELS[c]} ({v / total:.0%})" for v, c in parts[:2] if v / total >= 0.15]
     text = "; ".join(lead).capitalize() if lead else "Ranked by a balance of weak signals"
-    penalties = [c for c in COMPONENTS if record[c] < 0]
+    penalties = [c for c in shown if record[c] < 0]
     if penalties:
         text += f"; held back by {', '.join(penalties)}"
     if record["history"] != 0:

@@ -9,9 +9,23 @@ import pandas as pd
 
 from .catalog import Catalog
 
-__all__ = ["load_movielens"]
+__all__ = ["find_movielens_folders", "load_movielens"]
 
 _YEAR = re.compile(r"\s*\((\d{4})\)\s*$")
+
+
+def find_movielens_folders() -> list[Path]:
+    """MovieLens folders on this machine: downloaded ones (``python -m ctxrec data download``) and
+    a development copy next to the project (``../shared/data``)."""
+    from .embed_cache import data_home
+
+    roots = [data_home() / "data", Path(__file__).resolve().parent.parent.parent / "shared/data"]
+    found = []
+    for root in roots:
+        if root.is_dir():
+            found += sorted(p for p in root.iterdir() if p.is_dir() and (
+                (p / "ratings.csv").is_file() or (p / "ratings.dat").is_file()))
+    return found
 
 
 def load_movielens(folder: str | Path, max_tags: int = 8) -> tuple[Catalog, pd.DataFrame]:

@@ -15,6 +15,8 @@ Raw component ranges (kept in the ``raw_<component>`` columns):
   structured facets, in [-text_share, 1].
 * ``mood``: P(item's mood | intent) in [0, 1] (source 004's sentiment matching).
 * ``popularity``: log(1 + count) / log(1 + max count) in [0, 1].
+* ``sequence``: log P(item is next | the history in order) from an attached sequence model
+  (sources 000, 002), in (-inf, 0].
 """
 
 from __future__ import annotations
@@ -128,6 +130,25 @@ class Recommender:
         self._encode = lru_cache(maxsize=256)(encoder.encode_one)
         self._history = lru_cache(maxsize=8)(self._history_component)
         self._situation = lru_cache(maxsize=32)(self._context_component)
+        self.sequence_model = None
+        self._sequence = lru_cache(maxsize=8)(self._sequence_component)
+
+    def attach_sequence_model(self, trained) -> None:
+        """Add the ``sequence`` component from a trained model (``None`` removes it); the model
+        must have been trained on exactly this catalog's items."""
+        if trained is not None and not trained.matches(self.catalog):
+            raise ValueError("this sequence model was trained on a different catalog: train it "
+                             "on this catalog's interactions, or switch to its catalog")
+        self.sequence_model = trained
+        self._sequence.cache_clear()
+
+    def sequence_scores(self, positions: tuple[int, ...]) -> np.ndarray:
+        """(N,) log-probability of each item coming next after the history ``positions``."""
+        return self._sequence(positions)
+
+    def _sequence_component(self, positions: tuple[int, ...]) -> np.ndarray:
+        scores = torch.from_numpy(self.sequence_model.scores([np.asarray(positions)])[0])
+        return torch.log_softmax(scores.double(), dim=0).float().numpy()
 
     # ----- components, each (N,) over the whole catalog
     def similarities(self, queries: np.ndarray) -> np.ndarray:
@@ -221,7 +242,8 @@ class Recommender:
         has_history = any(s != 0 for s in signals)
         if weights is None:
             weights = adaptive_weights(bool(intent), has_history, self.popularity is not None,
-                                       self.attributes.available)
+                                       self.attributes.available,
+                                       self.sequence_model is not None and bool(positions))
         n = len(self.catalog)
         raw: dict[str, np.ndarray] = {}
         attention = np.zeros((n, len(positions)), dtype=np.float32)
@@ -235,6 +257,8 @@ class Recommender:
             raw["history"], attention = self.history_scores(tuple(positions), tuple(signals))
         if weights["popularity"] and self.popularity is not None:
             raw["popularity"] = self.popularity
+        if weights["sequence"] and positions and self.sequence_model is not None:
+            raw["sequence"] = self.sequence_scores(tuple(positions))
         z = {name: _standardize(values) for name, values in raw.items()}
         total = np.zeros(n, dtype=np.float32)
         for name, values in z.items():

@@ -213,3 +213,26 @@ def rank_distribution_figure(ranks: dict[str, Sequence[float]], k: int) -> go.Fi
     fig.update_yaxes(title="share of users", tickformat=".0%")
     fig.update_layout(height=380, margin=dict(l=10, r=10, t=30, b=10))
     return fig
+
+
+def training_curves_figure(epochs: Sequence[dict], target: float | None = None) -> go.Figure:
+    """Training loss (left axis) and validation NDCG@10 (right axis) against training time;
+    ``target`` draws a reference level for the validation curve."""
+    seconds = [e["elapsed_s"] for e in epochs]
+    fig = go.Figure()
+    fig.add_scatter(x=seconds, y=[e["train_loss"] for e in epochs], name="training loss",
+                    mode="lines+markers", line=dict(color="#4C78A8"),
+                    hovertemplate="%{x:.0f} s: loss %{y:.4f}<extra></extra>")
+    fig.add_scatter(x=seconds, y=[e["valid_ndcg"] for e in epochs], name="validation NDCG@10",
+                    mode="lines+markers", line=dict(color="#E45756"), yaxis="y2",
+                    text=[f"epoch {e['epoch']}" for e in epochs],
+                    hovertemplate="%{text}, %{x:.0f} s: NDCG@10 %{y:.4f}<extra></extra>")
+    if target is not None:
+        fig.add_hline(y=target, yref="y2", line_dash="dot", line_color="#E45756",
+                      annotation_text=f"reference {target:.4f}")
+    fig.update_layout(height=360, margin=dict(l=10, r=10, t=30, b=10),
+                      xaxis=dict(title="training time (s)"),
+                      yaxis=dict(title="training loss"),
+                      yaxis2=dict(title="validation NDCG@10", overlaying="y", side="right"),
+                      legend=dict(orientation="h", y=1.12))
+    return fig

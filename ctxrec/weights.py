@@ -6,11 +6,13 @@ from dataclasses import dataclass, field
 
 __all__ = ["COMPONENTS", "DEFAULT_WEIGHTS", "Weights", "adaptive_weights"]
 
-COMPONENTS = ("intent", "history", "context", "mood", "popularity")
+COMPONENTS = ("intent", "history", "sequence", "context", "mood", "popularity")
 
 # Weights apply to standardised components (see recommender.py): what the person typed leads, history
 # and situation follow, mood and popularity nudge.
-DEFAULT_WEIGHTS = {"intent": 1.0, "history": 0.5, "context": 0.5, "mood": 0.25, "popularity": 0.15}
+# ``sequence`` counts only when a sequence model trained on the catalog's interactions is attached.
+DEFAULT_WEIGHTS = {"intent": 1.0, "history": 0.5, "sequence": 1.0, "context": 0.5, "mood": 0.25,
+                   "popularity": 0.15}
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,7 @@ class Weights:
 
 
 def adaptive_weights(has_intent: bool, has_history: bool, has_popularity: bool,
-                     has_attributes: bool) -> Weights:
+                     has_attributes: bool, has_sequence: bool = False) -> Weights:
     """Weights that follow the context (source 004's adaptive filtering).
 
     Args:
@@ -49,9 +51,15 @@ def adaptive_weights(has_intent: bool, has_history: bool, has_popularity: bool,
         has_history: the history holds at least one known item with non-zero feedback.
         has_popularity: the catalog carries interaction counts.
         has_attributes: the catalog has structured attributes (dayparts, places, …).
+        has_sequence: a trained sequence model matches the catalog and the history is not empty.
     """
     w = dict(DEFAULT_WEIGHTS)
     reasons = []
+    if has_sequence:
+        reasons.append("A sequence model trained on this catalog's interactions reads the "
+                       "history in order: next-item probability weight 1.0.")
+    else:
+        w["sequence"] = 0.0
     if not has_intent:
         w["intent"] = w["mood"] = 0.0
         reasons.append("No intent typed, so intent and mood are off.")

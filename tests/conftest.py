@@ -54,3 +54,30 @@ def no_network(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
+
+
+def write_tiny_movielens(folder: Path, n_users: int = 40, n_items: int = 24,
+                         length: int = 30) -> Path:
+    """A MovieLens-layout folder where every user walks the movies in one fixed cycle from a
+    random start, so the next movie is predictable from the last one."""
+    import numpy as np
+
+    folder.mkdir(parents=True, exist_ok=True)
+    genres = ["Comedy", "Drama", "Horror", "Animation|Children", "Documentary", "Sci-Fi"]
+    movies = ["movieId,title,genres"] + [
+        f'{m},"Movie number {m} ({1990 + m})",{genres[m % len(genres)]}'
+        for m in range(1, n_items + 1)]
+    (folder / "movies.csv").write_text("\n".join(movies) + "\n")
+    rng = np.random.default_rng(0)
+    rows = ["userId,movieId,rating,timestamp"]
+    for user in range(1, n_users + 1):
+        start = int(rng.integers(n_items))
+        rows += [f"{user},{(start + t) % n_items + 1},4.0,{1_000_000 + 60 * t}"
+                 for t in range(length)]
+    (folder / "ratings.csv").write_text("\n".join(rows) + "\n")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_movielens(tmp_path_factory) -> Path:
+    return write_tiny_movielens(tmp_path_factory.mktemp("data") / "ml-tiny")

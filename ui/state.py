@@ -7,6 +7,7 @@ free of UI code.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import streamlit as st
@@ -15,6 +16,7 @@ from ctxrec import (DEFAULT_ENCODER, Catalog, EmbeddingCache, Recommender, TextE
                     builtin_catalog, item_embeddings, load_encoder)
 from ctxrec.attention import AttentionModel, PairAttention, StepByStep
 from ctxrec.scenarios import Scenario, ScenarioError, ScenarioStore, load_presets, store_path
+from ctxrec.sequence_train import TrainedModel, load_checkpoint
 from ctxrec.similarity import project_2d
 
 log = logging.getLogger("ctxrec.app")
@@ -25,6 +27,7 @@ if not log.handlers:  # the operator sees each model load once in the server log
 MODEL_KEY = "active_model"  # name of the encoder in use (changes only when a load succeeds)
 TRUST_KEY = "active_trust_remote_code"
 CATALOG_KEY = "active_catalog"  # an uploaded Catalog, or absent for the built-in one
+SEQUENCE_KEY = "active_sequence_model"  # checkpoint folder of the attached sequence model
 
 
 @st.cache_resource(show_spinner="Loading the language model…")
@@ -40,10 +43,42 @@ def cached_builtin_catalog() -> Catalog:
 
 
 @st.cache_resource(show_spinner="Preparing the recommender…", max_entries=4)
-def _cached_recommender(encoder_key: str, catalog_key: str, _encoder: TextEncoder,
-                        _catalog: Catalog) -> Recommender:
+def _cached_recommender(encoder_key: str, catalog_key: str, sequence_key: str | None,
+                        _encoder: TextEncoder, _catalog: Catalog) -> Recommender:
     vectors = item_embeddings(_encoder, _catalog)
-    return Recommender(_catalog, _encoder, vectors)
+    recommender = Recommender(_catalog, _encoder, vectors)
+    if sequence_key:
+        recommender.attach_sequence_model(sequence_checkpoint(sequence_key))
+    return recommender
+
+
+@st.cache_resource(show_spinner="Loading the sequence model…", max_entries=4)
+def _sequence_checkpoint(path: str, stamp: float) -> TrainedModel:
+    return load_checkpoint(path)
+
+
+def sequence_checkpoint(path: str) -> TrainedModel:
+    """A saved sequence model, reloaded when its folder is rewritten."""
+    return _sequence_checkpoint(path, (Path(path) / "config.json").stat().st_mtime)
+
+
+def sequence_model() -> TrainedModel | None:
+    """The attached sequence model when it matches the active catalog."""
+    path = st.session_state.get(SEQUENCE_KEY)
+    if not path or not (Path(path) / "config.json").is_file():
+        return None
+    try:
+        trained = sequence_checkpoint(path)
+    except ValueError:
+        return None
+    return trained if trained.matches(catalog()) else None
+
+
+@st.cache_resource(show_spinner="Reading the MovieLens folder…", max_entries=2)
+def movielens_catalog(folder: str) -> Catalog:
+    from ctxrec.movielens import load_movielens
+
+    return load_movielens(folder)[0]
 
 
 def init_state() -> None:
@@ -69,7 +104,9 @@ def recommender() -> Recommender:
         item_embeddings(enc, cat, cache, progress=lambda done, total: bar.progress(
             done / total, text=f"Encoding items with {enc.name}: {done:,} / {total:,}"))
         bar.empty()
-    return _cached_recommender(enc.fingerprint(), cat.content_hash(), enc, cat)
+    attached = sequence_model()
+    return _cached_recommender(enc.fingerprint(), cat.content_hash(),
+                               st.session_state.get(SEQUENCE_KEY) if attached else None, enc, cat)
 
 
 @st.cache_resource(show_spinner="Loading the model with eager attention…", max_entries=2)

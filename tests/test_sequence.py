@@ -1,0 +1,180 @@
+"""The sequence model: shapes, causality, learning, checkpoints and long-history variants."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from ctxrec import Catalog
+from ctxrec.evaluate import leave_last_out
+from ctxrec.sequence_data import prediction_input, training_windows
+from ctxrec.sequence_model import SASRec, SequenceConfig
+from ctxrec.sequence_train import (TrainConfig, TrainedModel, load_checkpoint,
+                                   train_sequence_model)
+
+
+def tiny(memory: str = "truncate", item_repr: str = "id", n_items: int = 30, max_len: int = 6,
+         seed: int = 0) -> SASRec:
+    torch.manual_seed(seed)
+    config = SequenceConfig(n_items=n_items, max_len=max_len, hidden=16, layers=2, heads=2,
+                            dropout=0.0, item_repr=item_repr,
+                            text_dim=8 if item_repr != "id" else 0, memory=memory,
+                            n_summaries=4)
+    text = torch.randn(n_items, 8) if item_repr != "id" else None
+    return SASRec(config, text).eval()
+
+
+def cyclic_log(n_users: int = 40, n_items: int = 12, length: int = 20) -> tuple[Catalog,
+                                                                                pd.DataFrame]:
+    """Each user walks the items in a fixed cycle from a random start: the next item is fully
+    predictable from the last one."""
+    rng = np.random.default_rng(0)
+    catalog = Catalog(items=pd.DataFrame({"id": [f"i{j}" for j in range(n_items)],
+                                          "title": [f"Item {j}" for j in range(n_items)]}))
+    rows = []
+    for u in range(n_users):
+        start = rng.integers(n_items)
+        rows += [(f"u{u}", f"i{(start + t) % n_items}", 4.0, 1000 + t) for t in range(length)]
+    return catalog, pd.DataFrame(rows, columns=["user", "item", "rating", "timestamp"])
+
+
+@pytest.mark.parametrize("item_repr", ["id", "text", "hybrid"])
+def test_scores_have_one_column_per_item(item_repr):
+    model = tiny(item_repr=item_repr)
+    batch = prediction_input([np.array([1, 2, 3]), np.array([4])], max_len=6)
+    assert model.scores(batch).shape == (2, 30)
+    assert torch.count_nonzero(model.item_table()[0]) == 0  # padding row stays zero
+
+
+def test_no_position_attends_to_the_future():
+    model = tiny()
+    items = torch.tensor([[3, 5, 7, 9, 11, 13]])
+    from ctxrec.sequence_model import SequenceInput
+
+    hidden, weights = model(SequenceInput(items), keep_weights=True)
+    for w in weights:
+        upper = torch.triu(w[0], diagonal=1)
+        assert torch.all(upper == 0)
+        torch.testing.assert_close(w.sum(-1), torch.ones_like(w.sum(-1)))
+    changed = items.clone()
+    changed[0, 4:] = torch.tensor([2, 4])  # change only the last two items
+    hidden2, _ = model(SequenceInput(changed))
+    torch.testing.assert_close(hidden[0, :4], hidden2[0, :4])
+    assert not torch.allclose(hidden[0, 4:], hidden2[0, 4:])
+
+
+def test_left_padding_does_not_change_the_prediction():
+    model = tiny()
+    short = prediction_input([np.array([4, 8, 15])], max_len=3)
+    padded = prediction_input([np.array([4, 8, 15])], max_len=6)
+    torch.testing.assert_close(model.scores(short), model.scores(padded))
+
+
+def test_loss_decreases_and_the_cycle_is_learned():
+    catalog, log = cyclic_log()
+    split = leave_last_out(log, catalog)
+    config = SequenceConfig(n_items=len(catalog), max_len=8, hidden=32, layers=1, heads=2,
+                            dropout=0.0)
+    trained = train_sequence_model(split, catalog, config,
+                                   TrainConfig(epochs=30, batch_size=16, lr=5e-3, patience=30))
+    losses = [e.train_loss for e in trained.history]
+    assert losses[-1] < 0.5 * losses[0]
+    assert trained.history[trained.best_epoch - 1].valid_hr == 1.0
+    user = next(iter(split.histories))
+    history = split.histories[user]
+    assert trained.scores([history])[0].argmax() == split.valid[user][0]
+
+
+def test_checkpoint_round_trip_is_bit_identical(tmp_path):
+    catalog, log = cyclic_log(n_users=10, length=8)
+    split = leave_last_out(log, catalog)
+    config = SequenceConfig(n_items=len(catalog), max_len=4, hidden=16, layers=1, heads=2,
+                            item_repr="hybrid", text_dim=5)
+    vectors = np.random.default_rng(1).normal(size=(len(catalog), 5)).astype(np.float32)
+    trained = train_sequence_model(split, catalog, config, TrainConfig(epochs=2, batch_size=4),
+                                   vectors, encoder="test-encoder")
+    trained.save(tmp_path / "ckpt")
+    loaded = load_checkpoint(tmp_path / "ckpt", device="cpu")
+    original = trained.model.state_dict()
+    for name, tensor in loaded.model.state_dict().items():
+        assert torch.equal(tensor, original[name].cpu()), name
+    assert loaded.config == trained.config and loaded.item_ids == trained.item_ids
+    assert loaded.matches(catalog) and loaded.encoder == "test-encoder"
+    assert [e.valid_ndcg for e in loaded.history] == [e.valid_ndcg for e in trained.history]
+    histories = [split.histories[u] for u in split.histories]
+    np.testing.assert_array_equal(loaded.scores(histories), trained.scores(histories))
+
+
+def test_damaged_checkpoints_are_refused_with_a_reason(tmp_path):
+    with pytest.raises(ValueError, match="not a ctxrec checkpoint"):
+        load_checkpoint(tmp_path)
+    (tmp_path / "config.json").write_text("{not json")
+    (tmp_path / "model.safetensors").write_bytes(b"\0" * 10)
+    with pytest.raises(ValueError, match="damaged checkpoint"):
+        load_checkpoint(tmp_path)
+
+
+@pytest.mark.parametrize("memory", ["xl", "hierarchical"])
+def test_long_history_variants_equal_truncation_when_the_history_fits(memory):
+    truncate, variant = tiny("truncate"), tiny(memory)
+    variant.load_state_dict(truncate.state_dict())
+    fits = [np.array([1, 2, 3, 4, 5]), np.array([7, 9])]
+    torch.testing.assert_close(truncate.scores(prediction_input(fits, 6)),
+                               variant.scores(prediction_input(fits, 6)))
+    longer = [np.arange(1, 20)]  # 19 items, window 6: the variants now read what came before
+    assert not torch.allclose(truncate.scores(prediction_input(longer, 6)),
+                              variant.scores(prediction_input(longer, 6)))
+
+
+def test_a_mixed_batch_equals_one_by_one():
+    model = tiny("hierarchical")
+    histories = [np.arange(1, 25), np.array([3, 4]), np.arange(5, 14)]
+    together = model.scores(prediction_input(histories, 6, n_summaries=4))
+    for row, history in enumerate(histories):
+        alone = model.scores(prediction_input([history], 6, n_summaries=4))
+        torch.testing.assert_close(together[row:row + 1], alone, atol=1e-5, rtol=1e-5)
+
+
+def test_windows_cover_every_target_once():
+    histories = [np.arange(10), np.arange(100, 103), np.array([7])]
+    windows = training_windows(histories, max_len=4)
+    assert windows.n_targets == 9 + 2  # a one-item history teaches nothing
+    targets = sorted(int(t) - 1 for row in windows.targets for t in row)
+    assert targets == list(range(1, 10)) + [101, 102]
+    for inputs, target in zip(windows.inputs, windows.targets):
+        assert len(inputs) == len(target) <= 4
+        np.testing.assert_array_equal(inputs[1:], target[:-1])
+
+
+def test_unknown_items_keep_their_text_in_the_hybrid_model():
+    config = SequenceConfig(n_items=4, hidden=8, heads=2, item_repr="hybrid", text_dim=3)
+    known = torch.tensor([True, True, False, True])
+    model = SASRec(config, torch.randn(4, 3), known)
+    table = model.item_table()
+    text_only = model.text_proj(model.text_vectors)
+    torch.testing.assert_close(table[3], text_only[3])  # item 2 (index 3) is unknown
+    assert not torch.allclose(table[1], text_only[1])
+
+
+def test_bad_configs_say_what_is_wrong():
+    with pytest.raises(ValueError, match="item_repr"):
+        SequenceConfig(n_items=3, item_repr="bag")
+    with pytest.raises(ValueError, match="text vectors"):
+        SequenceConfig(n_items=3, item_repr="text")
+    with pytest.raises(ValueError, match="memory"):
+        SequenceConfig(n_items=3, memory="forever")
+    catalog, log = cyclic_log(n_users=3, length=3)
+    split = leave_last_out(log, catalog)
+    with pytest.raises(ValueError, match="nothing to train on"):
+        train_sequence_model(split, catalog, SequenceConfig(n_items=len(catalog)))
+
+
+def test_self_attention_covers_the_history_window():
+    catalog, log = cyclic_log(n_users=5, length=10)
+    model = tiny(n_items=len(catalog))
+    trained = TrainedModel(model, list(catalog.ids))
+    weights, n = trained.self_attention(np.arange(10) % len(catalog))
+    assert n == 6 and weights.shape == (2, 2, 6, 6)
+    np.testing.assert_allclose(weights.sum(-1), 1.0, atol=1e-5)
