@@ -50,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--context-blank", action="store_true",
                     help="also run ctxrec with the context blanked, on the same events")
     ev.add_argument("--max-users", type=int, default=None)
+    ev.add_argument("--checkpoint", help="also rank with a trained sequence model (train)")
     ev.add_argument("--out", help="results JSON (default: $CTXREC_HOME/results/<time>.json)")
 
     cx = sub.add_parser("evaluate-context",
@@ -63,23 +64,69 @@ def _parser() -> argparse.ArgumentParser:
     cx.add_argument("-k", type=int, default=10)
     cx.add_argument("--model", default=None)
 
+    tr = sub.add_parser("train", help="train the self-attentive sequence model; JSON results")
+    source = tr.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", help="MovieLens folder (ml-latest-small, ml-1m, ml-25m)")
+    source.add_argument("--log", help="interaction log CSV (with --catalog and --map)")
+    tr.add_argument("--catalog", help="catalog CSV for --log")
+    tr.add_argument("--map", nargs="+", default=[], metavar="FIELD=COLUMN",
+                    help="log columns, e.g. user=uid item=movie timestamp=ts rating=stars")
+    tr.add_argument("--item-repr", choices=["id", "text", "hybrid"], default="hybrid")
+    tr.add_argument("--memory", choices=["truncate", "xl", "hierarchical"], default="truncate",
+                    help="how histories longer than --max-len are read")
+    tr.add_argument("--max-len", type=int, default=50)
+    tr.add_argument("--hidden", type=int, default=64)
+    tr.add_argument("--layers", type=int, default=2)
+    tr.add_argument("--heads", type=int, default=2)
+    tr.add_argument("--dropout", type=float, default=0.2)
+    tr.add_argument("--epochs", type=int, default=200)
+    tr.add_argument("--batch-size", type=int, default=32, help="windows per batch")
+    tr.add_argument("--lr", type=float, default=2e-3)
+    tr.add_argument("--patience", type=int, default=5)
+    tr.add_argument("--loss", choices=["full", "sampled"], default="full")
+    tr.add_argument("--negatives", type=int, default=1024, help="for --loss sampled")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--device", default=None, help="cpu or cuda (default: best available)")
+    tr.add_argument("--time-budget", type=float, default=None, help="seconds")
+    tr.add_argument("--cold-start", type=float, default=None, metavar="SHARE",
+                    help="hold this share of items out of training and report cold-start HR")
+    tr.add_argument("--model", default=None, help="text encoder for --item-repr text/hybrid")
+    tr.add_argument("--out", help="checkpoint folder (default: $CTXREC_HOME/models/<name>)")
+
     bench = sub.add_parser("bench", help="benchmarks; JSON on stdout")
-    bench.add_argument("what", nargs="?", default="all", choices=["all", "recommend", "attention"])
+    bench.add_argument("what", nargs="?", default="all",
+                       choices=["all", "recommend", "attention", "training"])
+    bench.add_argument("--data", default=None, help="MovieLens folder for 'training'")
     bench.add_argument("--sizes", type=int, nargs="+", default=None,
                        help="catalog sizes (default 1k 10k 100k, and 1M for 'all')")
     bench.add_argument("--calls", type=int, default=50)
+
+    from .download import BASE_URL, DATASETS
+
+    data = sub.add_parser("data", help="data sets: download MovieLens (needs the network)")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    dl = data_sub.add_parser("download", help="download, check and unpack into $CTXREC_HOME/data")
+    dl.add_argument("name", choices=DATASETS)
+    dl.add_argument("--base-url", default=BASE_URL, help="folder URL holding <name>.zip")
+    dl.add_argument("--force", action="store_true", help="download again even if present")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "data":
+        from .download import download_command
+
+        return download_command(args.name, base_url=args.base_url, force=args.force)
     from .encoders import DEFAULT_ENCODER, ModelLoadError, load_encoder
 
     try:
         if args.command == "evaluate":
             return _evaluate(args)
+        if args.command == "train":
+            return _train(args)
         if args.command == "bench":
-            from .bench import bench_all, bench_attention, bench_recommend
+            from .bench import bench_all, bench_attention, bench_recommend, bench_training
 
             if args.what == "all":
                 result = bench_all(sizes=args.sizes or (1_000, 10_000, 100_000, 1_000_000),
@@ -87,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
             elif args.what == "recommend":
                 result = bench_recommend(sizes=args.sizes or (1_000, 10_000, 100_000),
                                          calls=args.calls)
+            elif args.what == "training":
+                result = bench_training(data=args.data)
             else:
                 result = bench_attention(calls=args.calls)
             print(json.dumps(result, indent=2))
@@ -130,7 +179,7 @@ def _evaluate(args: argparse.Namespace) -> int:
                               mask_history=args.mask_history, n_negatives=args.negatives,
                               sampling=args.sampling, k=args.k, target=args.target,
                               ablations=args.ablations, context_blank=args.context_blank,
-                              max_users=args.max_users)
+                              max_users=args.max_users, checkpoint=args.checkpoint)
     run = run_experiment(config, progress=lambda stage, done, total: print(
         f"\r{stage}: {done}/{total}", end="\n" if done == total else "", file=sys.stderr))
     out = Path(args.out) if args.out else \
@@ -139,6 +188,44 @@ def _evaluate(args: argparse.Namespace) -> int:
     out.write_text(json.dumps(run, indent=2))
     print(json.dumps({k: v for k, v in run.items() if k != "per_user"}, indent=2))
     print(f"results written to {out}", file=sys.stderr)
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .embed_cache import data_home
+    from .sequence_experiment import TrainingRun, train_and_report
+    from .sequence_model import SequenceConfig
+    from .sequence_train import TrainConfig
+
+    from .interaction_log import mapping_from_pairs
+
+    mapping = mapping_from_pairs(args.map) if args.map else {}
+    run = TrainingRun(
+        data=args.data, log=args.log, catalog=args.catalog, mapping=mapping,
+        encoder=args.model, cold_start=args.cold_start,
+        model=SequenceConfig(n_items=1, max_len=args.max_len, hidden=args.hidden,
+                             layers=args.layers, heads=args.heads, dropout=args.dropout,
+                             item_repr=args.item_repr, text_dim=1, memory=args.memory),
+        train=TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                          loss=args.loss, n_negatives=args.negatives, patience=args.patience,
+                          seed=args.seed, device=args.device, time_budget_s=args.time_budget))
+    name = Path(args.data or args.log).stem + f"-{args.item_repr}-{args.memory}"
+    out = Path(args.out) if args.out else data_home() / "models" / name
+
+    def on_batch(epoch: int, batch: int, batches: int, loss: float) -> None:
+        filled = int(30 * batch / batches)
+        print(f"\repoch {epoch} [{'#' * filled}{'.' * (30 - filled)}] {batch}/{batches} "
+              f"loss {loss:.4f}", end="", file=sys.stderr)
+
+    def on_epoch(log) -> None:
+        print(f"\repoch {log.epoch}: loss {log.train_loss:.4f}, valid NDCG@10 "
+              f"{log.valid_ndcg:.4f}, HR@10 {log.valid_hr:.4f}, {log.elapsed_s:.0f} s"
+              + " " * 20, file=sys.stderr)
+
+    report = train_and_report(run, out, on_batch=on_batch, on_epoch=on_epoch,
+                              on_stage=lambda text: print(text, file=sys.stderr))
+    print(json.dumps(report, indent=2))
+    print(f"checkpoint and results written to {out}", file=sys.stderr)
     return 0
 
 

@@ -33,3 +33,48 @@ def test_bench_recommend_prints_json():
     timings = result["results"]["500"]["new_intent"]
     assert 0 < timings["p50_ms"] <= timings["p95_ms"]
     assert 0 < result["encode"]["ratio"] and result["device"] in ("cpu", "cuda", "mps")
+
+
+def test_train_then_evaluate_with_the_checkpoint(tiny_movielens, tmp_path):
+    out_dir = tmp_path / "model"
+    out = _run("train", "--data", str(tiny_movielens), "--item-repr", "id", "--max-len", "8",
+               "--epochs", "4", "--out", str(out_dir))
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    protocols = [r["protocol"] for r in report["results"]]
+    assert protocols == ["full ranking", "full ranking (history masked)",
+                         "100 sampled negatives (uniform)"]
+    assert len(report["training"]["curve"]) == 4 and "valid NDCG@10" in out.stderr
+    assert (out_dir / "model.safetensors").is_file() and (out_dir / "report.json").is_file()
+    assert {b["model"] for b in report["baselines"]} == {"popularity", "item-kNN",
+                                                         "LM text similarity"}
+
+    results = tmp_path / "results.json"
+    ev = _run("evaluate", "--data", str(tiny_movielens), "--models", "popularity",
+              "--checkpoint", str(out_dir), "--out", str(results))
+    assert ev.returncode == 0, ev.stderr
+    models = [r["model"] for r in json.loads(results.read_text())["results"]]
+    assert models == ["popularity", "SASRec (id, truncate)"]
+
+
+def test_train_with_bad_inputs_says_why(tmp_path, tiny_movielens):
+    out = _run("train", "--log", str(tmp_path / "missing.csv"), "--item-repr", "id")
+    assert out.returncode == 2 and "interaction log with its catalog" in out.stderr
+    out = _run("train", "--data", str(tmp_path), "--item-repr", "id")
+    assert out.returncode == 2 and "is not a MovieLens folder" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_train_from_an_interaction_log_with_its_catalog(tiny_movielens, tmp_path):
+    catalog = tmp_path / "items.csv"
+    catalog.write_text((tiny_movielens / "movies.csv").read_text().replace("movieId,", "id,", 1))
+    log = tmp_path / "events.csv"
+    rows = (tiny_movielens / "ratings.csv").read_text().splitlines()
+    log.write_text("\n".join(["uid,movie,stars,ts"] + rows[1:] + ["7,no-such-movie,4,1"]) + "\n")
+    out = _run("train", "--log", str(log), "--catalog", str(catalog), "--map", "user=uid",
+               "item=movie", "timestamp=ts", "rating=stars", "--item-repr", "id", "--max-len",
+               "8", "--epochs", "2", "--out", str(tmp_path / "model"))
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["results"][0]["users"] == 40
+    assert any("no-such-movie" in note for note in report["data_notes"])
