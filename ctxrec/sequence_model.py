@@ -50,6 +50,7 @@ class SequenceConfig:
     text_dim: int = 0  # width of the frozen text vectors (0 when item_repr is "id")
     memory: Literal["truncate", "xl", "hierarchical"] = "truncate"
     n_summaries: int = 16  # hierarchical: how many earlier segments are summarised
+    repeat_offset: bool = True  # learn one score offset for items already in the history
 
     def __post_init__(self) -> None:
         if self.item_repr not in ITEM_REPRS:
@@ -160,6 +161,9 @@ class SASRec(nn.Module):
         self.blocks = nn.ModuleList(_Block(c.hidden, c.heads, c.dropout) for _ in range(c.layers))
         self.norm = nn.LayerNorm(c.hidden)
         self.drop = nn.Dropout(c.dropout)
+        # One learned number added to the score of every item the person already has: data
+        # where people do not repeat (film ratings) drive it negative, replayed music positive.
+        self.repeat = nn.Parameter(torch.zeros(()))
         self.apply(self._init)
 
     @staticmethod
@@ -209,11 +213,31 @@ class SASRec(nn.Module):
                 weights.append(w)
         return self.norm(x), weights
 
-    def scores(self, batch: SequenceInput) -> torch.Tensor:
-        """(B, n_items) next-item scores after each window's last position, catalog order."""
+    def scores(self, batch: SequenceInput, seen: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, n_items) next-item scores after each window's last position, catalog order;
+        ``seen`` (B, n_items) marks the items already in each history (default: the window's)."""
         table = self.item_table()
         hidden, _ = self.forward(batch, table)
-        return hidden[:, -1] @ table[1:].T
+        scores = hidden[:, -1] @ table[1:].T
+        if self.config.repeat_offset:
+            if seen is None:
+                seen = torch.zeros_like(scores, dtype=torch.bool)
+                items = batch.items.clamp(min=1) - 1
+                seen.scatter_(1, items, batch.items > 0)
+            scores = scores + self.repeat * seen
+        return scores
+
+    def seen_so_far(self, items: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+        """(T, n_items + 1): for each window position selected by the (B, L) mask ``where``,
+        whether each item occurred at or before it."""
+        rows, positions = where.nonzero(as_tuple=True)
+        earlier = torch.arange(items.shape[1], device=items.device) <= positions.unsqueeze(1)
+        occurred = torch.where(earlier, items[rows], 0)
+        seen = torch.zeros(len(rows), self.config.n_items + 1, dtype=torch.bool,
+                           device=items.device)
+        seen.scatter_(1, occurred, True)
+        seen[:, 0] = False
+        return seen
 
     def _embed(self, items: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
         positions = torch.arange(items.shape[1], device=items.device) + \

@@ -106,7 +106,10 @@ class TrainedModel:
             model.config = SequenceConfig(**{**saved.to_dict(), "memory": memory})
         try:
             batch = prediction_input(histories, saved.max_len, saved.n_summaries).to(device)
-            return model.scores(batch).float().cpu().numpy()
+            seen = torch.zeros(len(histories), saved.n_items, dtype=torch.bool)
+            for row, history in enumerate(histories):
+                seen[row, np.asarray(history, dtype=np.int64)] = True
+            return model.scores(batch, seen.to(device)).float().cpu().numpy()
         finally:
             model.config = saved
 
@@ -270,14 +273,20 @@ def _loss(model: SASRec, batch, targets: torch.Tensor, train: TrainConfig, n_ite
     table = model.item_table()
     hidden, _ = model(batch, table)
     valid = targets > 0
+    seen = model.seen_so_far(batch.items, valid) if model.config.repeat_offset else None
     hidden, targets = hidden[valid], targets[valid]
     if train.loss == "full":
         logits = hidden @ table.T
+        if seen is not None:
+            logits = logits + model.repeat * seen
         logits[:, 0] = float("-inf")  # padding is never an answer
         return F.cross_entropy(logits.float(), targets)
     negatives = torch.randint(1, n_items + 1, (train.n_negatives,), device=targets.device)
     positive = (hidden * table[targets]).sum(-1, keepdim=True)
     negative = hidden @ table[negatives].T
+    if seen is not None:
+        positive = positive + model.repeat * seen.gather(1, targets.unsqueeze(1))
+        negative = negative + model.repeat * seen[:, negatives]
     negative = negative.masked_fill(negatives.unsqueeze(0) == targets.unsqueeze(1), float("-inf"))
     logits = torch.cat([positive, negative], dim=1).float()
     return F.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long,

@@ -178,3 +178,24 @@ def test_self_attention_covers_the_history_window():
     weights, n = trained.self_attention(np.arange(10) % len(catalog))
     assert n == 6 and weights.shape == (2, 2, 6, 6)
     np.testing.assert_allclose(weights.sum(-1), 1.0, atol=1e-5)
+
+
+def test_seen_so_far_marks_each_positions_past():
+    model = tiny(n_items=10)
+    items = torch.tensor([[0, 0, 3, 5, 3], [1, 2, 4, 6, 8]])
+    where = torch.tensor([[False, False, True, True, True], [True, False, False, False, True]])
+    seen = model.seen_so_far(items, where)
+    assert seen.shape == (5, 11)
+    assert seen[0].nonzero().flatten().tolist() == [3]
+    assert seen[1].nonzero().flatten().tolist() == [3, 5]
+    assert seen[3].nonzero().flatten().tolist() == [1]
+    assert seen[4].nonzero().flatten().tolist() == [1, 2, 4, 6, 8]
+
+
+def test_the_repeat_offset_is_learned_from_data_without_repeats():
+    catalog, log = cyclic_log(n_items=30, length=20)  # nobody meets an item twice
+    split = leave_last_out(log, catalog)
+    config = SequenceConfig(n_items=len(catalog), max_len=8, hidden=16, layers=1, heads=2)
+    trained = train_sequence_model(split, catalog, config,
+                                   TrainConfig(epochs=5, batch_size=8, lr=5e-3, patience=5))
+    assert trained.model.repeat.item() < -0.01
