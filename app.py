@@ -98,6 +98,7 @@ with st.sidebar:
 
 page = st.navigation([
     st.Page("app_pages/recommend.py", title="Recommend", icon="🎯", default=True),
+    st.Page("app_pages/rerank.py", title="LLM re-rank", icon="🤖"),
     st.Page("app_pages/attention.py", title="Attention", icon="🔍"),
     st.Page("app_pages/history_attention.py", title="History attention", icon="🧲"),
     st.Page("app_pages/similarity.py", title="Similarity", icon="🧭"),

@@ -161,6 +161,42 @@ def bench_training(data: str | None = None, epochs: int = 2, max_len: int = 50,
                 next(trained.model.parameters()).device), "torch_threads": torch.get_num_threads()}
 
 
+def bench_rerank(top_k: int = 20, calls: int = 5, llm: str | None = None) -> dict:
+    """Latency of re-ranking the top ``top_k`` with the generative LLM (a new intent on every
+    call, so no prompt is served from the cache), the model's load times and the peak memory."""
+    import resource
+
+    from .llm_models import DEFAULT_LLM, load_llm
+    from .llm_rerank import LLMReranker
+    from .scenarios import load_presets
+
+    start = time.perf_counter()
+    model = load_llm(llm or DEFAULT_LLM)
+    load_s = time.perf_counter() - start
+    reranker = LLMReranker(model)
+    catalog = builtin_catalog()
+    encoder = load_encoder()
+    recommender = Recommender(catalog, encoder, item_embeddings(encoder, catalog))
+    base = load_presets()[0].context
+    intents = ("something light for breakfast", "a calm film for a rainy evening",
+               "music to focus at work", "a board game for friends", "a quick healthy dinner")
+
+    def call(i: int) -> None:
+        context = replace(base, intent=f"{intents[i % len(intents)]} ({i})")
+        first = recommender.recommend(context, k=top_k)
+        reranker.rerank(first, catalog, context, llm_weight=1.0, top_k=top_k)
+
+    timings = _time_calls(call, calls, warmup=1)
+    first_stage = _time_calls(lambda i: recommender.recommend(
+        replace(base, intent=f"{intents[i % len(intents)]} [{i}]"), k=top_k), calls)
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"benchmark": "rerank", "model": reranker.name, "device": model.device,
+            "dtype": str(model.dtype).removeprefix("torch."), "top_k": top_k,
+            "load_s": round(load_s, 2), "rerank": _percentiles(timings),
+            "first_stage": _percentiles(first_stage),
+            "torch_threads": torch.get_num_threads(), "peak_rss_mb": round(peak_kb / 1024, 1)}
+
+
 def bench_all(sizes: Sequence[int] = (1_000, 10_000, 100_000, 1_000_000), calls: int = 30) -> dict:
     """Every benchmark in one JSON, with the device and the peak memory of the run."""
     import resource
@@ -170,6 +206,7 @@ def bench_all(sizes: Sequence[int] = (1_000, 10_000, 100_000, 1_000_000), calls:
     recommend = bench_recommend(sizes=sizes, calls=calls)
     attention = bench_attention(calls=calls)
     training = bench_training()
+    rerank = bench_rerank()
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux
     return {"benchmark": "all", "device": pick_device(), "machine": platform.machine(),
             "torch_threads": torch.get_num_threads(), "recommend": recommend["results"],
@@ -177,4 +214,5 @@ def bench_all(sizes: Sequence[int] = (1_000, 10_000, 100_000, 1_000_000), calls:
                 "sequence_tokens", "extract", "rollout")},
             "training_epoch_s": min(training["epoch_s"]) if "epoch_s" in training else None,
             "training": training,
+            "rerank_top20": {k: rerank[k] for k in ("model", "device", "rerank", "load_s")},
             "peak_rss_mb": round(peak_kb / 1024, 1)}

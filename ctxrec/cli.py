@@ -51,6 +51,11 @@ def _parser() -> argparse.ArgumentParser:
                     help="also run ctxrec with the context blanked, on the same events")
     ev.add_argument("--max-users", type=int, default=None)
     ev.add_argument("--checkpoint", help="also rank with a trained sequence model (train)")
+    ev.add_argument("--llm-rerank", action="store_true",
+                    help="also run ctxrec with the generative LLM re-ranking its top K")
+    ev.add_argument("--llm", default=None, help="causal LM id or folder (default: packaged)")
+    ev.add_argument("--llm-k", type=int, default=20)
+    ev.add_argument("--llm-weight", type=float, default=1.0)
     ev.add_argument("--out", help="results JSON (default: $CTXREC_HOME/results/<time>.json)")
 
     cx = sub.add_parser("evaluate-context",
@@ -95,7 +100,7 @@ def _parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="benchmarks; JSON on stdout")
     bench.add_argument("what", nargs="?", default="all",
-                       choices=["all", "recommend", "attention", "training"])
+                       choices=["all", "recommend", "attention", "training", "rerank"])
     bench.add_argument("--data", default=None, help="MovieLens folder for 'training'")
     bench.add_argument("--sizes", type=int, nargs="+", default=None,
                        help="catalog sizes (default 1k 10k 100k, and 1M for 'all')")
@@ -126,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "train":
             return _train(args)
         if args.command == "bench":
-            from .bench import bench_all, bench_attention, bench_recommend, bench_training
+            from .bench import (bench_all, bench_attention, bench_recommend, bench_rerank,
+                                bench_training)
 
             if args.what == "all":
                 result = bench_all(sizes=args.sizes or (1_000, 10_000, 100_000, 1_000_000),
@@ -134,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
             elif args.what == "recommend":
                 result = bench_recommend(sizes=args.sizes or (1_000, 10_000, 100_000),
                                          calls=args.calls)
+            elif args.what == "rerank":
+                result = bench_rerank(calls=min(args.calls, 10))
             elif args.what == "training":
                 result = bench_training(data=args.data)
             else:
@@ -179,7 +187,9 @@ def _evaluate(args: argparse.Namespace) -> int:
                               mask_history=args.mask_history, n_negatives=args.negatives,
                               sampling=args.sampling, k=args.k, target=args.target,
                               ablations=args.ablations, context_blank=args.context_blank,
-                              max_users=args.max_users, checkpoint=args.checkpoint)
+                              max_users=args.max_users, checkpoint=args.checkpoint,
+                              llm_rerank=args.llm_rerank, llm=args.llm, llm_k=args.llm_k,
+                              llm_weight=args.llm_weight)
     run = run_experiment(config, progress=lambda stage, done, total: print(
         f"\r{stage}: {done}/{total}", end="\n" if done == total else "", file=sys.stderr))
     out = Path(args.out) if args.out else \

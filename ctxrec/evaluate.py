@@ -24,7 +24,7 @@ from .weights import COMPONENTS, Weights
 
 __all__ = ["EvalResult", "ItemKNN", "Popularity", "Ranker", "RecommenderRanker", "Split",
            "SPLITS", "TextSimilarity", "ablations", "bootstrap_ci", "evaluate", "leave_last_out",
-           "paired_test", "random_split", "temporal_split"]
+           "paired_test", "random_split", "temporal_split", "user_context"]
 
 
 @dataclass
@@ -168,6 +168,18 @@ class TextSimilarity:
         return (torch.from_numpy(profiles) @ torch.from_numpy(self.vectors).T).numpy()
 
 
+def user_context(split: Split, user: str, target: str, ids: np.ndarray, max_history: int = 50
+                 ) -> Context:
+    """A user's context at the time of their held-out event: the last ``max_history`` training
+    items, with ratings as feedback."""
+    held_out = split.valid if target == "valid" else split.test
+    items = split.histories[user][-max_history:]
+    ratings = split.ratings[user][-max_history:]
+    history = tuple(HistoryEntry(str(ids[i]), rating=None if np.isnan(r) else float(r))
+                    for i, r in zip(items, ratings))
+    return Context(history=history, when=datetime.fromtimestamp(held_out[user][1]))
+
+
 @dataclass
 class RecommenderRanker:
     """The full recommender: each user's context is their recent history (ratings as feedback) at
@@ -183,14 +195,9 @@ class RecommenderRanker:
 
     def scores(self, users: list[str], split: Split, target: str) -> np.ndarray:
         ids = self.recommender.catalog.ids
-        held_out = split.valid if target == "valid" else split.test
         out = np.empty((len(users), len(ids)), dtype=np.float32)
         for row, user in enumerate(users):
-            items = split.histories[user][-self.max_history:]
-            ratings = split.ratings[user][-self.max_history:]
-            history = tuple(HistoryEntry(str(ids[i]), rating=None if np.isnan(r) else float(r))
-                            for i, r in zip(items, ratings))
-            context = Context(history=history, when=datetime.fromtimestamp(held_out[user][1]))
+            context = user_context(split, user, target, ids, self.max_history)
             weights = self.weights
             if self.blank_context:
                 base = weights or self.recommender.recommend(context, k=1).weights

@@ -40,6 +40,8 @@ class ExperimentConfig:
         max_users: evaluate the first N users only (quick runs), ``None`` for all.
         encoder: language model for the text-based models.
         checkpoint: a trained sequence model (``python -m ctxrec train``) to rank alongside.
+        llm_rerank: also run ctxrec followed by the generative LLM re-ranker on its top
+            ``llm_k`` items with weight ``llm_weight``.
     """
 
     data: str
@@ -57,6 +59,10 @@ class ExperimentConfig:
     seed: int = 0
     encoder: str = DEFAULT_ENCODER
     checkpoint: str | None = None
+    llm_rerank: bool = False
+    llm: str | None = None  # None: the packaged SmolLM2
+    llm_k: int = 20
+    llm_weight: float = 1.0
 
 
 def run_experiment(config: ExperimentConfig, progress: Progress | None = None) -> dict:
@@ -74,7 +80,7 @@ def run_experiment(config: ExperimentConfig, progress: Progress | None = None) -
     users = sorted(split.test, key=str)[: config.max_users] if config.max_users else None
     rankers = []
     needs_text = {"lm-text", "ctxrec"} & set(config.models) or config.ablations or \
-        config.context_blank
+        config.context_blank or config.llm_rerank
     if needs_text:
         from .embed_cache import item_embeddings
         from .encoders import load_encoder
@@ -105,6 +111,17 @@ def run_experiment(config: ExperimentConfig, progress: Progress | None = None) -
                              f"{config.data}")
         c = trained.config
         rankers.append(SequenceRanker(trained, name=f"SASRec ({c.item_repr}, {c.memory})"))
+    if config.llm_rerank:
+        from .llm_eval import LLMRerankRanker
+        from .llm_models import DEFAULT_LLM, load_llm
+        from .llm_rerank import LLMReranker
+
+        reranker = LLMReranker(load_llm(config.llm or DEFAULT_LLM))
+        rankers.append(LLMRerankRanker(
+            RecommenderRanker(recommender), reranker, catalog, weight=config.llm_weight,
+            top_k=config.llm_k,
+            name=f"ctxrec + {reranker.name} re-rank (top {config.llm_k}, weight "
+                 f"{config.llm_weight:g})"))
     if config.context_blank:
         rankers.append(RecommenderRanker(recommender, name="ctxrec, context blanked",
                                          blank_context=True))

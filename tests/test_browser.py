@@ -128,7 +128,8 @@ CHART = '[data-testid="stPlotlyChart"] .main-svg'
 @pytest.mark.parametrize("path, ready", [("attention", CHART), ("history_attention", CHART),
                                          ("similarity", CHART), ("learn", CHART),
                                          ("compare", CHART), ("scenarios", "text=Saved"),
-                                         ("evaluate", 'role=tab[name="Load results"]')])
+                                         ("evaluate", 'role=tab[name="Load results"]'),
+                                         ("train", 'role=tab[name="Saved models"]')])
 def test_every_page_renders_in_the_browser(server, path, ready):
     from urllib.parse import urlencode
 

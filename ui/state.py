@@ -15,6 +15,9 @@ import streamlit as st
 from ctxrec import (DEFAULT_ENCODER, Catalog, EmbeddingCache, Recommender, TextEncoder,
                     builtin_catalog, item_embeddings, load_encoder)
 from ctxrec.attention import AttentionModel, PairAttention, StepByStep
+from ctxrec.context import Context
+from ctxrec.llm_models import load_llm
+from ctxrec.llm_rerank import AnswerFocus, LLMReranker, OcclusionRow
 from ctxrec.scenarios import Scenario, ScenarioError, ScenarioStore, load_presets, store_path
 from ctxrec.sequence_train import TrainedModel, load_checkpoint
 from ctxrec.similarity import project_2d
@@ -161,3 +164,22 @@ def scenario_choices() -> dict[str, Scenario]:
         except (ScenarioError, ValueError):
             continue  # a row that no longer validates is listed on the Scenarios page
     return choices
+
+
+@st.cache_resource(show_spinner="Loading the generative language model…", max_entries=2)
+def llm_reranker(name: str, trust_remote_code: bool) -> LLMReranker:
+    reranker = LLMReranker(load_llm(name, trust_remote_code=trust_remote_code))
+    log.info("ctxrec: loaded LLM %s on %s", name, reranker.llm.device)
+    return reranker
+
+
+@st.cache_data(show_spinner="Reading the model's attention…", max_entries=32)
+def answer_focus(_reranker: LLMReranker, context: Context, item_text: str,
+                 titles: dict[str, str], model_name: str | None = None) -> AnswerFocus:
+    return _reranker.answer_focus(context, item_text, titles)
+
+
+@st.cache_data(show_spinner="Leaving each field out in turn…", max_entries=32)
+def occlusion(_reranker: LLMReranker, context: Context, item_text: str, titles: dict[str, str],
+              model_name: str | None = None) -> list[OcclusionRow]:
+    return _reranker.occlusion(context, item_text, titles)

