@@ -109,8 +109,7 @@ with new_tab:
             model=SequenceConfig(n_items=1, max_len=int(max_len), hidden=int(hidden),
                                  layers=int(layers), item_repr=item_repr, text_dim=1,
                                  memory=memory),
-            train=TrainConfig(time_budget_s=float(budget), patience=int(patience),
-                              batch_size=32, lr=2e-3),
+            train=TrainConfig(time_budget_s=float(budget), patience=int(patience)),
             cold_start=0.1 if cold else None, encoder=st.session_state[state.MODEL_KEY])
         # a new folder per run, so retraining never overwrites a saved model
         name = Path(data or log_file or "model").stem + \

@@ -85,9 +85,11 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--heads", type=int, default=2)
     tr.add_argument("--dropout", type=float, default=0.2)
     tr.add_argument("--epochs", type=int, default=200)
-    tr.add_argument("--batch-size", type=int, default=32, help="windows per batch")
-    tr.add_argument("--lr", type=float, default=2e-3)
+    tr.add_argument("--batch-size", type=int, default=16, help="windows per batch")
+    tr.add_argument("--lr", type=float, default=3e-3)
     tr.add_argument("--patience", type=int, default=5)
+    tr.add_argument("--stride", type=int, default=None,
+                    help="overlapping training windows every STRIDE items (default: --max-len)")
     tr.add_argument("--loss", choices=["full", "sampled"], default="full")
     tr.add_argument("--negatives", type=int, default=1024, help="for --loss sampled")
     tr.add_argument("--seed", type=int, default=0)
@@ -218,6 +220,7 @@ def _train(args: argparse.Namespace) -> int:
                              item_repr=args.item_repr, text_dim=1, memory=args.memory),
         train=TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                           loss=args.loss, n_negatives=args.negatives, patience=args.patience,
+                          stride=args.stride,
                           seed=args.seed, device=args.device, time_budget_s=args.time_budget))
     name = Path(args.data or args.log).stem + f"-{args.item_repr}-{args.memory}"
     out = Path(args.out) if args.out else data_home() / "models" / name

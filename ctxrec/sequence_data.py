@@ -82,7 +82,7 @@ class TrainingWindows:
 
     @property
     def n_targets(self) -> int:
-        return int(sum(len(t) for t in self.targets))
+        return int(sum(np.count_nonzero(t) for t in self.targets))
 
     def batches(self, batch_size: int, rng: np.random.Generator
                 ) -> Iterator[tuple[SequenceInput, torch.Tensor]]:
@@ -96,21 +96,32 @@ class TrainingWindows:
             yield batch, targets
 
 
-def training_windows(histories: Sequence[np.ndarray], max_len: int, n_summaries: int = 16
-                     ) -> TrainingWindows:
-    """Cut histories (catalog positions, oldest first) into windows ending at the most recent
-    item; the oldest window of a user may be shorter. Histories of one item teach nothing and are
-    skipped."""
+def training_windows(histories: Sequence[np.ndarray], max_len: int, n_summaries: int = 16,
+                     stride: int | None = None) -> TrainingWindows:
+    """Cut histories (catalog positions, oldest first) into windows of ``max_len`` inputs ending
+    at the most recent item, one every ``stride`` items (default ``max_len``: no overlap).
+
+    With a smaller stride windows overlap, and each keeps as targets only its last ``stride``
+    positions (the oldest window keeps all), so every target still counts once per epoch but is
+    predicted from at least ``max_len − stride`` earlier items, as at prediction time, instead of
+    from whatever happens to precede it inside its window. Histories of one item teach nothing and
+    are skipped."""
+    stride = min(stride or max_len, max_len)
+    if stride < 1:
+        raise ValueError(f"the window stride must be at least 1, not {stride}")
     inputs, targets, previous, summaries = [], [], [], []
     for history in histories:
         indices = np.asarray(history, dtype=np.int64) + 1
         end = len(indices) - 1  # inputs indices[start:end] predict indices[start + 1:end + 1]
         while end > 0:
             start = max(0, end - max_len)
+            target = indices[start + 1:end + 1].copy()
+            if start > 0:
+                target[:-stride] = 0  # counted by an older window, which ends with them
             inputs.append(indices[start:end])
-            targets.append(indices[start + 1:end + 1])
+            targets.append(target)
             prev, segments = _context_arrays(indices, start, max_len, n_summaries)
             previous.append(prev)
             summaries.append(segments)
-            end = start
+            end -= stride if start > 0 else end
     return TrainingWindows(inputs, targets, previous, summaries, max_len, n_summaries)

@@ -137,15 +137,20 @@ def test_a_mixed_batch_equals_one_by_one():
         torch.testing.assert_close(together[row:row + 1], alone, atol=1e-5, rtol=1e-5)
 
 
-def test_windows_cover_every_target_once():
+@pytest.mark.parametrize("stride", [None, 1, 3])
+def test_windows_cover_every_target_once(stride):
     histories = [np.arange(10), np.arange(100, 103), np.array([7])]
-    windows = training_windows(histories, max_len=4)
+    windows = training_windows(histories, max_len=4, stride=stride)
     assert windows.n_targets == 9 + 2  # a one-item history teaches nothing
-    targets = sorted(int(t) - 1 for row in windows.targets for t in row)
+    targets = sorted(int(t) - 1 for row in windows.targets for t in row if t)
     assert targets == list(range(1, 10)) + [101, 102]
     for inputs, target in zip(windows.inputs, windows.targets):
         assert len(inputs) == len(target) <= 4
-        np.testing.assert_array_equal(inputs[1:], target[:-1])
+        kept = target > 0
+        np.testing.assert_array_equal(inputs[1:][kept[:-1]], target[:-1][kept[:-1]])
+    if stride == 1:  # all but the oldest window predict only after a full window of inputs
+        last_only = [t.tolist() for t in windows.targets if len(t) == 4 and (t > 0).sum() == 1]
+        assert len(last_only) == 5 and all(t[-1] > 0 for t in last_only)
 
 
 def test_unknown_items_keep_their_text_in_the_hybrid_model():
