@@ -81,8 +81,8 @@ def test_manual_weights_and_diversity(app):
 
 def test_an_uploaded_catalog_with_everything_seen():
     app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
-    app.session_state["active_catalog"] = read_catalog_csv(b"id,title\n1,Dawn Loaf\n2,Night Bus\n",
-                                                           name="tiny.csv")
+    app.session_state["catalog_uploaded"] = read_catalog_csv(
+        b"id,title\n1,Dawn Loaf\n2,Night Bus\n", name="tiny.csv")
     app.session_state["catalog_source"] = "Upload CSV"
     app.query_params["liked"] = "1,2,film-01"
     app.run()
