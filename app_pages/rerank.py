@@ -51,16 +51,17 @@ table = ranking.table
 before = dict(zip(first.table["item_id"], first.table["rank"]))
 table = table.assign(first_rank=[before[i] for i in table["item_id"]])
 
-left, right = st.columns([3, 2])
+left, right = st.columns([4, 3])
 with left:
     shown = [c for c in (*COMPONENTS, "llm") if table[c].abs().sum() > 0]
     labels = [f"{r}. {t}" for r, t in zip(table["rank"], table["title"])]
     st.plotly_chart(contributions_figure(labels, {c: table[c] for c in shown}, table["score"]),
                     key="llm_breakdown")
 with right:
-    view = table[["rank", "first_rank", "title", "raw_llm", "score"]].rename(columns={
-        "first_rank": "before", "raw_llm": "log P(Yes) − log P(No)"})
+    view = table[["first_rank", "title", "raw_llm", "score"]].rename(columns={
+        "first_rank": "before", "raw_llm": "LLM yes−no"}).round(3)
     st.dataframe(view, hide_index=True, key="llm_table", height=420)
+    st.caption("LLM yes−no = log P(Yes) − log P(No) at the answer position.")
 for note in ranking.notes[-1:]:
     st.caption(note)
 
