@@ -15,12 +15,12 @@ DEVICE_CHOICES = ("phone", "tablet", "laptop", "tv", "speaker", "none")
 
 Daypart = Literal["morning", "midday", "afternoon", "evening", "night"]
 
-_PLACE_WORDS = {"home": "at home", "work": "at work", "commute": "commuting", "city": "out in town",
+PLACE_WORDS = {"home": "at home", "work": "at work", "commute": "commuting", "city": "out in town",
                 "outdoors": "outdoors", "gym": "at the gym", "travel": "travelling"}
-_DEVICE_WORDS = {"phone": "on a phone", "tablet": "on a tablet", "laptop": "on a laptop",
+DEVICE_WORDS = {"phone": "on a phone", "tablet": "on a tablet", "laptop": "on a laptop",
                  "tv": "in front of a TV", "speaker": "with a speaker (audio only)",
                  "none": "with no screen at hand"}
-_COMPANION_WORDS = {"alone": "alone", "partner": "with a partner", "friends": "with friends",
+COMPANION_WORDS = {"alone": "alone", "partner": "with a partner", "friends": "with friends",
                     "family": "with family", "kids": "with children", "colleagues": "with colleagues"}
 
 
@@ -128,12 +128,12 @@ class Context:
         """Time, place, device and companions as one sentence (no history, no intent)."""
         when = self.when
         text = (f"{when:%A} {self.daypart} ({when:%H:%M}) in {self.season}, on a {self.day_type}, "
-                f"{_PLACE_WORDS[self.place]}")
+                f"{PLACE_WORDS[self.place]}")
         if self.city.strip():
             text += f" in {self.city.strip()}"
-        text += f", {_DEVICE_WORDS[self.device]}"
+        text += f", {DEVICE_WORDS[self.device]}"
         if self.companions:
-            text += ", " + " and ".join(_COMPANION_WORDS[c] for c in self.companions)
+            text += ", " + " and ".join(COMPANION_WORDS[c] for c in self.companions)
         return text + "."
 
     def describe(self, titles: dict[str, str] | None = None, max_history: int = 10) -> str:

@@ -34,7 +34,7 @@ import torch
 
 from .attention import PairAttention, rollout
 from .catalog import Catalog
-from .context import _COMPANION_WORDS, _DEVICE_WORDS, _PLACE_WORDS, Context
+from .context import COMPANION_WORDS, DEVICE_WORDS, PLACE_WORDS, Context
 from .llm_models import DEFAULT_LLM, CausalLM, load_llm
 from .recommender import Ranking
 
@@ -129,16 +129,16 @@ def context_parts(context: Context, titles: Mapping[str, str] | None = None,
     """One labelled line per context field, in prompt order; empty fields are left out."""
     titles = titles or {}
     when = context.when
-    place = _PLACE_WORDS[context.place] + (f" in {context.city.strip()}"
+    place = PLACE_WORDS[context.place] + (f" in {context.city.strip()}"
                                            if context.city.strip() else "")
     parts = [
         PromptPart("time", "Time", f"Time: {when:%A} {context.daypart}, {when:%H:%M} "
                    f"(a {context.day_type} in {context.season})", "context"),
         PromptPart("place", "Place", f"Place: {place}", "context"),
-        PromptPart("device", "Device", f"Device: {_DEVICE_WORDS[context.device]}", "context"),
+        PromptPart("device", "Device", f"Device: {DEVICE_WORDS[context.device]}", "context"),
     ]
     if context.companions:
-        company = " and ".join(_COMPANION_WORDS[c] for c in context.companions)
+        company = " and ".join(COMPANION_WORDS[c] for c in context.companions)
         parts.append(PromptPart("companions", "Company", f"Company: {company}", "context"))
     for n, entry in enumerate(context.history[-max_history:], start=1):
         verb = "Liked" if entry.signal > 0 else "Disliked" if entry.signal < 0 else "Used"

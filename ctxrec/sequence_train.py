@@ -17,6 +17,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -96,38 +97,38 @@ class TrainedModel:
         """Seconds of training until validation NDCG@10 first reached ``ndcg``."""
         return next((e.elapsed_s for e in self.history if e.valid_ndcg >= ndcg), None)
 
-    @torch.inference_mode()
-    def scores(self, histories: list[np.ndarray], memory: str | None = None) -> np.ndarray:
-        """(len(histories), n_items) next-item scores, catalog order; ``memory`` overrides how
-        long histories are read (``truncate``, ``xl``, ``hierarchical``)."""
+    @contextmanager
+    def _reading(self, memory: str | None):
+        """The model in eval mode, reading long histories as ``memory`` for the duration."""
         model = self.model.eval()
-        device = next(model.parameters()).device
         saved = model.config
         if memory and memory != saved.memory:
             model.config = SequenceConfig(**{**saved.to_dict(), "memory": memory})
         try:
-            batch = prediction_input(histories, saved.max_len, saved.n_summaries).to(device)
-            seen = torch.zeros(len(histories), saved.n_items, dtype=torch.bool)
-            for row, history in enumerate(histories):
-                seen[row, np.asarray(history, dtype=np.int64)] = True
-            return model.scores(batch, seen.to(device)).float().cpu().numpy()
+            yield model, next(model.parameters()).device
         finally:
             model.config = saved
+
+    @torch.inference_mode()
+    def scores(self, histories: list[np.ndarray], memory: str | None = None) -> np.ndarray:
+        """(len(histories), n_items) next-item scores, catalog order; ``memory`` overrides how
+        long histories are read (``truncate``, ``xl``, ``hierarchical``)."""
+        c = self.config
+        seen = torch.zeros(len(histories), c.n_items, dtype=torch.bool)
+        for row, history in enumerate(histories):
+            seen[row, np.asarray(history, dtype=np.int64)] = True
+        with self._reading(memory) as (model, device):
+            batch = prediction_input(histories, c.max_len, c.n_summaries).to(device)
+            return model.scores(batch, seen.to(device)).float().cpu().numpy()
 
     @torch.inference_mode()
     def self_attention(self, history: np.ndarray) -> tuple[np.ndarray, int]:
         """Attention weights (layers, heads, L, L) over the last ``max_len`` history items and
         how many of those positions are real (the rest is left padding)."""
-        model = self.model.eval()
-        device = next(model.parameters()).device
         window = np.asarray(history, dtype=np.int64)[-self.config.max_len:]
-        saved = model.config
-        model.config = SequenceConfig(**{**saved.to_dict(), "memory": "truncate"})
-        try:
-            batch = prediction_input([window], len(window)).to(device)
-            _, weights = model.forward(batch, keep_weights=True)
-        finally:
-            model.config = saved
+        with self._reading("truncate") as (model, device):
+            _, weights = model.forward(prediction_input([window], len(window)).to(device),
+                                       keep_weights=True)
         return torch.stack(weights)[:, 0].float().cpu().numpy(), len(window)
 
     def save(self, folder: str | Path) -> Path:

@@ -4,7 +4,7 @@ import pytest
 
 from ctxrec import Context, HistoryEntry
 from ctxrec.catalog import COMPANIONS, PLACES
-from ctxrec.context import _COMPANION_WORDS, _DEVICE_WORDS, _PLACE_WORDS, DEVICE_CHOICES, \
+from ctxrec.context import COMPANION_WORDS, DEVICE_WORDS, PLACE_WORDS, DEVICE_CHOICES, \
     daypart, season
 
 
@@ -41,8 +41,8 @@ def test_describe_puts_the_whole_context_into_words():
 
 
 def test_every_vocabulary_value_has_words():
-    assert set(_PLACE_WORDS) == set(PLACES) and set(_COMPANION_WORDS) == set(COMPANIONS)
-    assert set(_DEVICE_WORDS) == set(DEVICE_CHOICES)
+    assert set(PLACE_WORDS) == set(PLACES) and set(COMPANION_WORDS) == set(COMPANIONS)
+    assert set(DEVICE_WORDS) == set(DEVICE_CHOICES)
 
 
 @pytest.mark.parametrize("kwargs, fragment", [({"place": "moon"}, "place"),
