@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -57,6 +58,7 @@ CHOICE_FIELDS = {"mood": MOODS, "days": DAYS, "price": PRICES}
 TEXT_FIELDS = ("category", "description")
 MAX_BYTES = 50 * 1024 * 1024
 MAX_ROWS = 200_000
+BRIEF_CHARS = 160
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,21 @@ class Catalog:
             parts.append(f"{minutes:.0f} min")
         parts.append(row.get("price"))
         return " · ".join(str(p) for p in parts if p)
+
+    def brief(self, item_id: str, max_tags: int = 5) -> str:
+        """A short description for prompts, where every token costs time: title, facts and tags,
+        or the description's first sentence when the item has no tags."""
+        row = self.record(item_id)
+        if not row:
+            return item_id
+        facts = self.facts(item_id)
+        text = str(row["title"]).strip() + (f" ({facts})." if facts else ".")
+        tags = list(row.get("tags") or ())[:max_tags]
+        if tags:
+            return text + " Tags: " + ", ".join(tags) + "."
+        description = " ".join(str(row.get("description") or "").split())
+        first = re.split(r"(?<=[.!?])\s", description, maxsplit=1)[0]
+        return f"{text} {first[:BRIEF_CHARS]}".rstrip()
 
     def text(self, item_id: str) -> str:
         """The text the item is encoded from (see :meth:`texts`)."""

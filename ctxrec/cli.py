@@ -90,6 +90,10 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--patience", type=int, default=5)
     tr.add_argument("--stride", type=int, default=None,
                     help="overlapping training windows every STRIDE items (default: --max-len)")
+    tr.add_argument("--fixed-windows", action="store_true",
+                    help="cut training windows at the same places every epoch")
+    tr.add_argument("--average", type=float, default=0.995, metavar="DECAY",
+                    help="validate and keep a moving average of the weights (0: off)")
     tr.add_argument("--loss", choices=["full", "sampled"], default="full")
     tr.add_argument("--negatives", type=int, default=1024, help="for --loss sampled")
     tr.add_argument("--seed", type=int, default=0)
@@ -220,7 +224,8 @@ def _train(args: argparse.Namespace) -> int:
                              item_repr=args.item_repr, text_dim=1, memory=args.memory),
         train=TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                           loss=args.loss, n_negatives=args.negatives, patience=args.patience,
-                          stride=args.stride,
+                          stride=args.stride, shuffle_windows=not args.fixed_windows,
+                          average=args.average,
                           seed=args.seed, device=args.device, time_budget_s=args.time_budget))
     name = Path(args.data or args.log).stem + f"-{args.item_repr}-{args.memory}"
     out = Path(args.out) if args.out else data_home() / "models" / name

@@ -39,7 +39,7 @@ class LLMRerankRanker:
             top = finite[np.argpartition(-base[row, finite], k - 1)[:k]]
             context = user_context(split, user, target, ids, self.max_history)
             titles = {h.item_id: self.catalog.title(h.item_id) for h in context.history}
-            llm = self.reranker.score(context, [self.catalog.text(ids[i]) for i in top], titles)
+            llm = self.reranker.score(context, [self.catalog.brief(ids[i]) for i in top], titles)
             std = llm.std()
             z = (llm - llm.mean()) / std if std > 1e-8 else np.zeros_like(llm)
             fused = base[row, top] + self.weight * z

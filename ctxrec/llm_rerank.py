@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import logging
 from collections import OrderedDict
+from contextlib import contextmanager
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -44,11 +45,11 @@ __all__ = ["AnswerFocus", "LLMReranker", "OcclusionRow", "Prompt", "PromptPart",
 log = logging.getLogger(__name__)
 
 INSTRUCTIONS = "You recommend things to people."
-QUESTION = "Is this suggestion a good fit for my situation? Answer Yes or No."
-EXPLAIN_QUESTION = ("In one sentence, explain why this suggestion does or does not fit my "
+QUESTION = "Is the suggestion below a good fit for my situation? Answer Yes or No."
+EXPLAIN_QUESTION = ("In one sentence, explain why the suggestion below does or does not fit my "
                     "situation.")
 ANSWERS = ("Yes", "No")
-MAX_ITEM_CHARS = 600  # long descriptions add time, not judgement
+MAX_ITEM_CHARS = 400  # long descriptions add time, not judgement
 MAX_INTENT_CHARS = 400
 KIND_SEGMENT = {"template": 0, "context": 1, "item": 2}
 
@@ -154,13 +155,14 @@ def context_parts(context: Context, titles: Mapping[str, str] | None = None,
 def prompt_parts(context: Context, item_text: str, titles: Mapping[str, str] | None = None,
                  question: str = QUESTION) -> list[PromptPart]:
     """Every part of the prompt for one (context, item) pair, in order."""
-    # The situation comes first and the item after it: this order ranked breakfast items above
-    # late-night ones for SmolLM2-135M (item-first prompts were at chance), and it lets all K
-    # prompts share their first tokens, which are computed once.
+    # The situation and the question come first and the item last: all K prompts then share
+    # everything up to the item, which is computed once, so each item costs only its own tokens
+    # (half the time of a question after the item). Item-first prompts were at chance for
+    # SmolLM2-135M.
     return [PromptPart("instructions", "Instructions", INSTRUCTIONS, "template"),
             *context_parts(context, titles),
-            PromptPart("item", "Item", "Suggestion: " + _clip(item_text, MAX_ITEM_CHARS), "item"),
-            PromptPart("question", "Question", question, "template")]
+            PromptPart("question", "Question", question, "template"),
+            PromptPart("item", "Item", "Suggestion: " + _clip(item_text, MAX_ITEM_CHARS), "item")]
 
 
 def _join(pieces: Iterable[tuple[str | None, str]]) -> tuple[str, dict[str, tuple[int, int]]]:
@@ -185,11 +187,11 @@ def build_prompt(tokenizer, parts: Sequence[PromptPart], drop: Iterable[str] = (
     pieces: list[tuple[str | None, str]] = [(None, "My situation:\n")]
     for p in by_kind["context"]:
         pieces += [(p.name, p.text), (None, "\n")]
-    for p in by_kind["item"]:
-        pieces += [(None, "\n"), (p.name, p.text), (None, "\n")]
     question = [p for p in kept if p.name == "question"]
     if question:
-        pieces += [(None, "\n"), ("question", question[0].text)]
+        pieces += [(None, "\n"), ("question", question[0].text), (None, "\n")]
+    for p in by_kind["item"]:
+        pieces += [(None, "\n"), (p.name, p.text)]
     body, body_spans = _join(pieces)
     instructions = next((p.text for p in kept if p.name == "instructions"), "")
     text, offset, system_at = _render(tokenizer, instructions, body)
@@ -317,10 +319,33 @@ class LLMReranker:
             self._answer_ids = answer_token_ids(self.llm.tokenizer)
         return self._answer_ids
 
+    @contextmanager
+    def _attention(self, implementation: str):
+        """Run with another attention kernel when the model allows switching: fused ``sdpa`` for
+        scores (faster, same numbers), ``eager`` wherever the weights themselves are shown."""
+        model = self.llm.model
+        before = getattr(model.config, "_attn_implementation", None)
+        switched = False
+        if before not in (None, implementation):
+            try:
+                model.set_attn_implementation(implementation)
+                switched = True
+            except Exception as err:  # remote-code or older models: keep what they have
+                log.info("%s keeps %s attention: %s", self.name, before, err)
+        try:
+            yield
+        finally:
+            if switched:
+                model.set_attn_implementation(before)
+
     @torch.inference_mode()
     def _score_texts(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros(0, dtype=np.float64)
+        with self._attention("sdpa"):
+            return self._score_ids(texts)
+
+    def _score_ids(self, texts: list[str]) -> np.ndarray:
         # the chat template or the plain layout already holds any special tokens the model needs
         ids = self.llm.tokenizer(texts, add_special_tokens=False)["input_ids"]
         # shortest first, so each batch pads little
@@ -402,7 +427,7 @@ class LLMReranker:
         table = ranking.table.head(top_k).reset_index(drop=True).copy()
         n = len(table)
         titles = {h.item_id: catalog.title(h.item_id) for h in context.history}
-        raw = self.score(context, [catalog.text(i) for i in table["item_id"]], titles)
+        raw = self.score(context, [catalog.brief(i) for i in table["item_id"]], titles)
         std = float(raw.std()) if n else 0.0
         z = (raw - raw.mean()) / std if std > 1e-8 else np.zeros(n)
         table["raw_llm"] = raw
@@ -472,8 +497,9 @@ class LLMReranker:
         kinds = {p.name: p.kind for p in prompt.parts}
         segments = np.array([KIND_SEGMENT[kinds.get(n, "template")] for n in token_parts])
         input_ids = torch.tensor([encoded["input_ids"]], device=self.llm.device)
-        out = self._forward(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
-                            output_attentions=True)
+        with self._attention("eager"):
+            out = self._forward(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
+                                output_attentions=True)
         if not out.attentions or out.attentions[0] is None:
             raise RuntimeError(f"{self.name} returned no attention weights; it must be loaded "
                                "with attn_implementation='eager'.")
@@ -496,12 +522,12 @@ class LLMReranker:
         tokenizer = self.llm.tokenizer
         encoded = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")
         input_ids = encoded["input_ids"].to(self.llm.device)
-        output = self.llm.model.generate(input_ids=input_ids,
-                                         attention_mask=torch.ones_like(input_ids),
-                                         max_new_tokens=max_new_tokens, do_sample=False,
-                                         pad_token_id=tokenizer.pad_token_id)
-        text = tokenizer.decode(output[0, input_ids.shape[1]:],
-                                skip_special_tokens=True)
+        with self._attention("sdpa"):
+            output = self.llm.model.generate(input_ids=input_ids,
+                                             attention_mask=torch.ones_like(input_ids),
+                                             max_new_tokens=max_new_tokens, do_sample=False,
+                                             pad_token_id=tokenizer.pad_token_id)
+        text = tokenizer.decode(output[0, input_ids.shape[1]:], skip_special_tokens=True)
         return _first_sentence(text)
 
 

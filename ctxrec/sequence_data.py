@@ -97,7 +97,8 @@ class TrainingWindows:
 
 
 def training_windows(histories: Sequence[np.ndarray], max_len: int, n_summaries: int = 16,
-                     stride: int | None = None) -> TrainingWindows:
+                     stride: int | None = None, rng: np.random.Generator | None = None
+                     ) -> TrainingWindows:
     """Cut histories (catalog positions, oldest first) into windows of ``max_len`` inputs ending
     at the most recent item, one every ``stride`` items (default ``max_len``: no overlap).
 
@@ -105,7 +106,11 @@ def training_windows(histories: Sequence[np.ndarray], max_len: int, n_summaries:
     positions (the oldest window keeps all), so every target still counts once per epoch but is
     predicted from at least ``max_len − stride`` earlier items, as at prediction time, instead of
     from whatever happens to precede it inside its window. Histories of one item teach nothing and
-    are skipped."""
+    are skipped.
+
+    With ``rng`` the newest window of each history keeps a random number of targets (1 to
+    ``stride``), which moves every later window boundary: cut afresh each epoch, an item is then
+    predicted from a different amount of context each time instead of always the same."""
     stride = min(stride or max_len, max_len)
     if stride < 1:
         raise ValueError(f"the window stride must be at least 1, not {stride}")
@@ -113,15 +118,17 @@ def training_windows(histories: Sequence[np.ndarray], max_len: int, n_summaries:
     for history in histories:
         indices = np.asarray(history, dtype=np.int64) + 1
         end = len(indices) - 1  # inputs indices[start:end] predict indices[start + 1:end + 1]
+        step = int(rng.integers(1, stride + 1)) if rng is not None else stride
         while end > 0:
             start = max(0, end - max_len)
             target = indices[start + 1:end + 1].copy()
             if start > 0:
-                target[:-stride] = 0  # counted by an older window, which ends with them
+                target[:-step] = 0  # counted by an older window, which ends with them
             inputs.append(indices[start:end])
             targets.append(target)
             prev, segments = _context_arrays(indices, start, max_len, n_summaries)
             previous.append(prev)
             summaries.append(segments)
-            end -= stride if start > 0 else end
+            end -= step if start > 0 else end
+            step = stride
     return TrainingWindows(inputs, targets, previous, summaries, max_len, n_summaries)

@@ -227,17 +227,34 @@ class SASRec(nn.Module):
             scores = scores + self.repeat * seen
         return scores
 
-    def seen_so_far(self, items: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
-        """(T, n_items + 1): for each window position selected by the (B, L) mask ``where``,
-        whether each item occurred at or before it."""
+    def seen_keys(self, items: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+        """Which items each selected position has already met, as sorted unique keys
+        ``row * (n_items + 1) + item``: row ``r`` is the r-th position picked by the (B, L) mask
+        ``where``, and its items are those at or before it in its window.
+
+        Kept sparse because a dense (positions, items) matrix would cost as much as the logits."""
         rows, positions = where.nonzero(as_tuple=True)
         earlier = torch.arange(items.shape[1], device=items.device) <= positions.unsqueeze(1)
         occurred = torch.where(earlier, items[rows], 0)
-        seen = torch.zeros(len(rows), self.config.n_items + 1, dtype=torch.bool,
-                           device=items.device)
-        seen.scatter_(1, occurred, True)
-        seen[:, 0] = False
-        return seen
+        keys = torch.arange(len(rows), device=items.device).unsqueeze(1) * \
+            (self.config.n_items + 1) + occurred
+        return keys[occurred > 0].unique()
+
+    def add_repeat_offset(self, logits: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        """``logits`` (T, n_items + 1) with the repeat offset added where ``keys`` (from
+        :meth:`seen_keys`) say the item was already met."""
+        width = self.config.n_items + 1
+        return logits.index_put((keys // width, keys % width), self.repeat.expand(len(keys)),
+                                accumulate=True)
+
+    def has_seen(self, keys: torch.Tensor, rows: torch.Tensor, items: torch.Tensor
+                 ) -> torch.Tensor:
+        """Bool, shaped like ``items``: whether row ``rows`` had met each item (broadcasts)."""
+        query = rows * (self.config.n_items + 1) + items
+        if len(keys) == 0:
+            return torch.zeros_like(query, dtype=torch.bool)
+        found = torch.searchsorted(keys, query.flatten()).clamp(max=len(keys) - 1)
+        return (keys[found] == query.flatten()).view(query.shape)
 
     def _embed(self, items: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
         positions = torch.arange(items.shape[1], device=items.device) + \

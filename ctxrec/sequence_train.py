@@ -56,6 +56,9 @@ class TrainConfig:
     n_negatives: int = 1024
     patience: int = 5
     stride: int | None = None  # windows every this many items (None: max_len, no overlap)
+    shuffle_windows: bool = True  # cut windows at new random places every epoch
+    average: float = 0.995  # > 0: validate and keep an exponential moving average of the
+    # weights with this decay per step (on ml-latest-small: smoother curves, a higher peak)
     seed: int = 0
     device: str | None = None
     time_budget_s: float | None = None
@@ -223,8 +226,8 @@ def train_sequence_model(split: Split, catalog: Catalog, config: SequenceConfig,
         if text_vectors is not None else None
     model = SASRec(config, vectors, known).to(device)
     trained = TrainedModel(model, list(map(str, catalog.ids)), train, encoder=encoder)
-    windows = training_windows(list(split.histories.values()), config.max_len,
-                               config.n_summaries, train.stride)
+    histories = list(split.histories.values())
+    windows = training_windows(histories, config.max_len, config.n_summaries, train.stride)
     if windows.n_targets == 0:
         raise ValueError("nothing to train on: every history has fewer than two items")
     users = sorted(split.valid, key=str)[: train.eval_users] if train.eval_users else None
@@ -235,8 +238,13 @@ def train_sequence_model(split: Split, catalog: Catalog, config: SequenceConfig,
     best, best_state, waited = -1.0, None, 0
     started = time.perf_counter()
     n_batches = -(-len(windows) // train.batch_size)
+    averaged = [p.detach().clone() for p in model.parameters()] if train.average else None
     for epoch in range(1, train.epochs + 1):
         model.train()
+        if train.shuffle_windows and epoch > 1:
+            windows = training_windows(histories, config.max_len, config.n_summaries,
+                                       train.stride, rng)
+            n_batches = -(-len(windows) // train.batch_size)
         epoch_start = time.perf_counter()
         total, count = 0.0, 0
         for i, (batch, targets) in enumerate(windows.batches(train.batch_size, rng)):
@@ -246,10 +254,14 @@ def train_sequence_model(split: Split, catalog: Catalog, config: SequenceConfig,
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if averaged is not None:
+                with torch.no_grad():
+                    torch._foreach_lerp_(averaged, list(model.parameters()), 1 - train.average)
             total, count = total + loss.item(), count + 1
             if on_batch:
                 on_batch(epoch, i + 1, n_batches, total / count)
         epoch_s = time.perf_counter() - epoch_start
+        live = _swap(model, averaged) if averaged is not None else None
         result = evaluate(SequenceRanker(trained), split, k=10, target="valid", users=users)
         means = result.per_user[["ndcg", "hr"]].mean()
         log = EpochLog(epoch, total / max(count, 1), float(means["ndcg"]), float(means["hr"]),
@@ -262,6 +274,8 @@ def train_sequence_model(split: Split, catalog: Catalog, config: SequenceConfig,
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         else:
             waited += 1
+        if live is not None:
+            _swap(model, live)
         out_of_time = train.time_budget_s is not None and log.elapsed_s >= train.time_budget_s
         if waited >= train.patience or out_of_time:
             break
@@ -270,25 +284,35 @@ def train_sequence_model(split: Split, catalog: Catalog, config: SequenceConfig,
     return trained
 
 
+@torch.no_grad()
+def _swap(model: torch.nn.Module, weights: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Load ``weights`` into the model's parameters and return the ones they replaced."""
+    replaced = [p.detach().clone() for p in model.parameters()]
+    for p, w in zip(model.parameters(), weights):
+        p.copy_(w)
+    return replaced
+
+
 def _loss(model: SASRec, batch, targets: torch.Tensor, train: TrainConfig, n_items: int
           ) -> torch.Tensor:
     table = model.item_table()
     hidden, _ = model(batch, table)
     valid = targets > 0
-    seen = model.seen_so_far(batch.items, valid) if model.config.repeat_offset else None
+    keys = model.seen_keys(batch.items, valid) if model.config.repeat_offset else None
     hidden, targets = hidden[valid], targets[valid]
     if train.loss == "full":
         logits = hidden @ table.T
-        if seen is not None:
-            logits = logits + model.repeat * seen
+        if keys is not None:
+            logits = model.add_repeat_offset(logits, keys)
         logits[:, 0] = float("-inf")  # padding is never an answer
         return F.cross_entropy(logits.float(), targets)
     negatives = torch.randint(1, n_items + 1, (train.n_negatives,), device=targets.device)
     positive = (hidden * table[targets]).sum(-1, keepdim=True)
     negative = hidden @ table[negatives].T
-    if seen is not None:
-        positive = positive + model.repeat * seen.gather(1, targets.unsqueeze(1))
-        negative = negative + model.repeat * seen[:, negatives]
+    if keys is not None:
+        rows = torch.arange(len(targets), device=targets.device).unsqueeze(1)
+        positive = positive + model.repeat * model.has_seen(keys, rows, targets.unsqueeze(1))
+        negative = negative + model.repeat * model.has_seen(keys, rows, negatives.unsqueeze(0))
     negative = negative.masked_fill(negatives.unsqueeze(0) == targets.unsqueeze(1), float("-inf"))
     logits = torch.cat([positive, negative], dim=1).float()
     return F.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long,

@@ -54,7 +54,7 @@ def tiny(request, packaged):
 
 
 def _prompts(reranker: LLMReranker, catalog, ids, context=MORNING) -> list[str]:
-    return [reranker.prompt(context, catalog.text(i)).text for i in ids]
+    return [reranker.prompt(context, catalog.brief(i)).text for i in ids]
 
 
 def test_prompt_spans_hold_their_parts(tiny, catalog):
@@ -65,7 +65,7 @@ def test_prompt_spans_hold_their_parts(tiny, catalog):
         assert prompt.text[start:end] == part.text
     names = [p.name for p in prompt.parts]
     assert names == ["instructions", "time", "place", "device", "companions", "history 1",
-                     "history 2", "intent", "item", "question"]
+                     "history 2", "intent", "question", "item"]
     assert "Liked before: Ninety Mornings" in prompt.text
     assert "Disliked before: film-16" in prompt.text  # no title known: the id stands in
     if tiny.name == "tiny-plain":
@@ -210,5 +210,5 @@ def test_smollm2_prefers_breakfast_in_the_morning(packaged, catalog):
     breakfast, late_night = "series-01", "film-16"  # Morning Bread Diaries, Static on Channel Nine
     context = Context(when=datetime(2026, 3, 3, 7, 30), place="home", device="phone",
                       intent="something to go with my breakfast")
-    scores = reranker.score(context, [catalog.text(breakfast), catalog.text(late_night)])
+    scores = reranker.score(context, [catalog.brief(breakfast), catalog.brief(late_night)])
     assert scores[0] > scores[1]

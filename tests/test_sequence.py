@@ -137,10 +137,12 @@ def test_a_mixed_batch_equals_one_by_one():
         torch.testing.assert_close(together[row:row + 1], alone, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("stride", [None, 1, 3])
-def test_windows_cover_every_target_once(stride):
+@pytest.mark.parametrize("stride, shuffled", [(None, False), (1, False), (3, False), (None, True),
+                                              (3, True)])
+def test_windows_cover_every_target_once(stride, shuffled):
     histories = [np.arange(10), np.arange(100, 103), np.array([7])]
-    windows = training_windows(histories, max_len=4, stride=stride)
+    rng = np.random.default_rng(3) if shuffled else None
+    windows = training_windows(histories, max_len=4, stride=stride, rng=rng)
     assert windows.n_targets == 9 + 2  # a one-item history teaches nothing
     targets = sorted(int(t) - 1 for row in windows.targets for t in row if t)
     assert targets == list(range(1, 10)) + [101, 102]
@@ -185,16 +187,24 @@ def test_self_attention_covers_the_history_window():
     np.testing.assert_allclose(weights.sum(-1), 1.0, atol=1e-5)
 
 
-def test_seen_so_far_marks_each_positions_past():
+def test_seen_keys_mark_each_positions_past():
     model = tiny(n_items=10)
     items = torch.tensor([[0, 0, 3, 5, 3], [1, 2, 4, 6, 8]])
     where = torch.tensor([[False, False, True, True, True], [True, False, False, False, True]])
-    seen = model.seen_so_far(items, where)
-    assert seen.shape == (5, 11)
+    keys = model.seen_keys(items, where)
+    seen = torch.zeros(5, 11, dtype=torch.bool)
+    seen.view(-1)[keys] = True
     assert seen[0].nonzero().flatten().tolist() == [3]
     assert seen[1].nonzero().flatten().tolist() == [3, 5]
+    assert seen[2].nonzero().flatten().tolist() == [3, 5]  # met twice, offset once
     assert seen[3].nonzero().flatten().tolist() == [1]
     assert seen[4].nonzero().flatten().tolist() == [1, 2, 4, 6, 8]
+    rows = torch.arange(5).unsqueeze(1)
+    torch.testing.assert_close(model.has_seen(keys, rows, torch.arange(11).unsqueeze(0)), seen)
+    with torch.no_grad():
+        model.repeat.fill_(-2.0)
+    shifted = model.add_repeat_offset(torch.zeros(5, 11), keys)
+    torch.testing.assert_close(shifted, -2.0 * seen.float())
 
 
 def test_the_repeat_offset_is_learned_from_data_without_repeats():
@@ -204,3 +214,42 @@ def test_the_repeat_offset_is_learned_from_data_without_repeats():
     trained = train_sequence_model(split, catalog, config,
                                    TrainConfig(epochs=5, batch_size=8, lr=5e-3, patience=5))
     assert trained.model.repeat.item() < -0.01
+
+
+def test_shuffled_windows_move_the_boundaries_between_epochs():
+    histories = [np.arange(40)]
+    rng = np.random.default_rng(0)
+    cuts = {tuple(len(t) for t in training_windows(histories, max_len=8, rng=rng).targets)
+            for _ in range(10)}
+    assert len(cuts) > 1
+    fixed = {tuple(len(t) for t in training_windows(histories, max_len=8).targets)
+             for _ in range(3)}
+    assert len(fixed) == 1
+
+
+def test_weight_averaging_validates_and_keeps_the_averaged_weights():
+    catalog, log = cyclic_log()
+    split = leave_last_out(log, catalog)
+    config = SequenceConfig(n_items=len(catalog), max_len=8, hidden=32, layers=1, heads=2,
+                            dropout=0.0)
+    averaged = train_sequence_model(split, catalog, config,
+                                    TrainConfig(epochs=20, batch_size=16, lr=5e-3, patience=20,
+                                                average=0.9))
+    assert averaged.history[averaged.best_epoch - 1].valid_hr == 1.0  # it still learns the cycle
+    # an average that never moves keeps the initial weights, whatever the optimiser did
+    frozen = train_sequence_model(split, catalog, config,
+                                  TrainConfig(epochs=2, batch_size=16, lr=5e-3, average=1.0))
+    torch.manual_seed(0)
+    initial = SASRec(config)
+    torch.testing.assert_close(frozen.model.item_id.weight, initial.item_id.weight)
+    assert frozen.history[-1].train_loss < frozen.history[0].train_loss  # the live model trained
+
+
+@pytest.mark.parametrize("average", [0.0, 0.9])
+def test_training_stops_after_patience_epochs_without_progress(average):
+    catalog, log = cyclic_log(n_users=10, length=8)
+    split = leave_last_out(log, catalog)
+    config = SequenceConfig(n_items=len(catalog), max_len=4, hidden=16, layers=1, heads=2)
+    trained = train_sequence_model(split, catalog, config,
+                                   TrainConfig(epochs=50, lr=0.0, patience=2, average=average))
+    assert len(trained.history) == 3 and trained.best_epoch == 1  # nothing can improve at lr 0
