@@ -40,8 +40,9 @@ class ExperimentConfig:
         max_users: evaluate the first N users only (quick runs), ``None`` for all.
         encoder: language model for the text-based models.
         checkpoint: a trained sequence model (``python -m ctxrec train``) to rank alongside.
-        llm_rerank: also run ctxrec followed by the generative LLM re-ranker on its top
-            ``llm_k`` items with weight ``llm_weight``.
+        llm_rerank: also run a first stage followed by the generative LLM re-ranker on its top
+            ``llm_k`` items with weight ``llm_weight``; the first stage is the sequence model
+            when ``checkpoint`` is given, else ctxrec.
     """
 
     data: str
@@ -112,15 +113,16 @@ def run_experiment(config: ExperimentConfig, progress: Progress | None = None) -
         c = trained.config
         rankers.append(SequenceRanker(trained, name=f"SASRec ({c.item_repr}, {c.memory})"))
     if config.llm_rerank:
+        # the stronger first stage when there is one: re-ranking can only reorder what it is given
+        first = rankers[-1] if config.checkpoint else RecommenderRanker(recommender)
         from .llm_eval import LLMRerankRanker
         from .llm_models import DEFAULT_LLM, load_llm
         from .llm_rerank import LLMReranker
 
         reranker = LLMReranker(load_llm(config.llm or DEFAULT_LLM))
         rankers.append(LLMRerankRanker(
-            RecommenderRanker(recommender), reranker, catalog, weight=config.llm_weight,
-            top_k=config.llm_k,
-            name=f"ctxrec + {reranker.name} re-rank (top {config.llm_k}, weight "
+            first, reranker, catalog, weight=config.llm_weight, top_k=config.llm_k,
+            name=f"{first.name} + {reranker.name} re-rank (top {config.llm_k}, weight "
                  f"{config.llm_weight:g})"))
     if config.context_blank:
         rankers.append(RecommenderRanker(recommender, name="ctxrec, context blanked",

@@ -175,10 +175,17 @@ def load_checkpoint(folder: str | Path, device: str | None = None) -> TrainedMod
 
     model.to(pick_device(device)).eval()
     return TrainedModel(model=model, item_ids=list(meta["item_ids"]),
-                        train=TrainConfig(**meta.get("train", {})),
+                        train=_train_settings(meta.get("train", {})),
                         history=[EpochLog(**e) for e in meta.get("history", [])],
                         best_epoch=meta.get("best_epoch", 0), encoder=meta.get("encoder"),
                         extra=meta.get("extra", {}))
+
+
+def _train_settings(saved: dict) -> TrainConfig:
+    """The training settings a checkpoint records; they only describe how it was made, so
+    settings this version does not know (from a newer or an older one) are left out."""
+    known = set(TrainConfig.__dataclass_fields__)
+    return TrainConfig(**{k: v for k, v in saved.items() if k in known})
 
 
 @dataclass

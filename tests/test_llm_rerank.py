@@ -212,3 +212,33 @@ def test_smollm2_prefers_breakfast_in_the_morning(packaged, catalog):
                       intent="something to go with my breakfast")
     scores = reranker.score(context, [catalog.brief(breakfast), catalog.brief(late_night)])
     assert scores[0] > scores[1]
+
+
+def test_offline_evaluation_reorders_only_the_first_stages_top_k(tiny, tiny_movielens):
+    from ctxrec.evaluate import Popularity, leave_last_out
+    from ctxrec.llm_eval import LLMRerankRanker
+    from ctxrec.movielens import load_movielens
+
+    catalog, interactions = load_movielens(tiny_movielens)
+    split = leave_last_out(interactions, catalog)
+    users = sorted(split.histories)[:3]
+
+    class Distinct(Popularity):  # popularity without ties, so "the top five" is one set
+        def scores(self, users, split, target):
+            scores = super().scores(users, split, target)
+            return scores + np.linspace(0, 1e-3, scores.shape[1])
+
+    before = Distinct().scores(users, split, "test")
+    reordered = False
+    for weight in (0.0, 50.0):
+        after = LLMRerankRanker(Distinct(), tiny, catalog, weight=weight, top_k=5).scores(
+            users, split, "test")
+        for b, a in zip(before, after):
+            order_b, order_a = np.argsort(-b, kind="stable"), np.argsort(-a, kind="stable")
+            assert set(order_a[:5]) == set(order_b[:5])  # the same five stay on top
+            np.testing.assert_array_equal(order_a[5:], order_b[5:])  # the rest keep their order
+            if weight == 0.0:
+                np.testing.assert_array_equal(order_a[:5], order_b[:5])
+            else:
+                reordered = reordered or not np.array_equal(order_a[:5], order_b[:5])
+    assert reordered  # a heavy LLM weight does change the order within the top five

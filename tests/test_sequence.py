@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -105,6 +107,11 @@ def test_checkpoint_round_trip_is_bit_identical(tmp_path):
     assert [e.valid_ndcg for e in loaded.history] == [e.valid_ndcg for e in trained.history]
     histories = [split.histories[u] for u in split.histories]
     np.testing.assert_array_equal(loaded.scores(histories), trained.scores(histories))
+    # a training setting this version does not know (written by another one) is not an error
+    meta = json.loads((tmp_path / "ckpt" / "config.json").read_text())
+    meta["train"]["some_future_setting"] = 1
+    (tmp_path / "ckpt" / "config.json").write_text(json.dumps(meta))
+    assert load_checkpoint(tmp_path / "ckpt").train == trained.train
 
 
 def test_damaged_checkpoints_are_refused_with_a_reason(tmp_path):
