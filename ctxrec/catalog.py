@@ -136,12 +136,16 @@ class Catalog:
         return " · ".join(str(p) for p in parts if p)
 
     def brief(self, item_id: str, max_tags: int = 5) -> str:
-        """A short description for prompts, where every token costs time: title, facts and tags,
-        or the description's first sentence when the item has no tags."""
+        """A short description for prompts, where every token costs time: title, mood, category,
+        duration and tags, or the description's first sentence when the item has no tags, e.g.
+        ``Paper Kites Over Lisbon (cheerful film, 92 min). Tags: animation, family.``"""
         row = self.record(item_id)
         if not row:
             return item_id
-        facts = self.facts(item_id)
+        kind = " ".join(str(row[c]) for c in ("mood", "category") if row.get(c))
+        minutes = row.get("duration_min")
+        facts = ", ".join(filter(None, [kind, f"{minutes:.0f} min" if isinstance(
+            minutes, float) and np.isfinite(minutes) else ""]))
         text = str(row["title"]).strip() + (f" ({facts})." if facts else ".")
         tags = list(row.get("tags") or ())[:max_tags]
         if tags:

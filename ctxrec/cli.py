@@ -50,7 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--context-blank", action="store_true",
                     help="also run ctxrec with the context blanked, on the same events")
     ev.add_argument("--max-users", type=int, default=None)
-    ev.add_argument("--checkpoint", help="also rank with a trained sequence model (train)")
+    ev.add_argument("--checkpoint", nargs="+", default=None, metavar="FOLDER",
+                    help="also rank with trained sequence models (train); with several, also "
+                         "with their ensemble")
     ev.add_argument("--llm-rerank", action="store_true",
                     help="also run ctxrec with the generative LLM re-ranking its top K")
     ev.add_argument("--llm", default=None, help="causal LM id or folder (default: packaged)")

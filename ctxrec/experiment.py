@@ -4,7 +4,7 @@ both give the same numbers for the same config."""
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -39,7 +39,8 @@ class ExperimentConfig:
         context_blank: also run ctxrec with the context component blanked, on the same events.
         max_users: evaluate the first N users only (quick runs), ``None`` for all.
         encoder: language model for the text-based models.
-        checkpoint: a trained sequence model (``python -m ctxrec train``) to rank alongside.
+        checkpoint: trained sequence models (``python -m ctxrec train``) to rank alongside;
+            with several, their ensemble is ranked too.
         llm_rerank: also run a first stage followed by the generative LLM re-ranker on its top
             ``llm_k`` items with weight ``llm_weight``; the first stage is the sequence model
             when ``checkpoint`` is given, else ctxrec.
@@ -59,7 +60,7 @@ class ExperimentConfig:
     max_users: int | None = None
     seed: int = 0
     encoder: str = DEFAULT_ENCODER
-    checkpoint: str | None = None
+    checkpoint: str | Sequence[str] | None = None
     llm_rerank: bool = False
     llm: str | None = None  # None: the packaged SmolLM2
     llm_k: int = 20
@@ -101,17 +102,24 @@ def run_experiment(config: ExperimentConfig, progress: Progress | None = None) -
         else:
             rankers.append(RecommenderRanker(recommender))
     if config.checkpoint:
-        from .sequence_train import SequenceRanker, load_checkpoint
+        from .sequence_train import SequenceEnsemble, SequenceRanker, load_checkpoint
 
         if config.split != "leave-last-out":
             raise ValueError("sequence models are trained on the leave-last-out split; other "
                              "splits would put test events in their training data")
-        trained = load_checkpoint(config.checkpoint)
-        if not trained.matches(catalog):
-            raise ValueError(f"{config.checkpoint} was trained on another catalog than "
-                             f"{config.data}")
-        c = trained.config
-        rankers.append(SequenceRanker(trained, name=f"SASRec ({c.item_repr}, {c.memory})"))
+        folders = [config.checkpoint] if isinstance(config.checkpoint, str) else \
+            list(config.checkpoint)
+        members = []
+        for folder in folders:
+            trained = load_checkpoint(folder)
+            if not trained.matches(catalog):
+                raise ValueError(f"{folder} was trained on another catalog than {config.data}")
+            c = trained.config
+            members.append(trained)
+            rankers.append(SequenceRanker(
+                trained, name=f"SASRec ({c.item_repr}, {c.memory}, seed {trained.train.seed})"))
+        if len(members) > 1:
+            rankers.append(SequenceEnsemble(members))
     if config.llm_rerank:
         # the stronger first stage when there is one: re-ranking can only reorder what it is given
         first = rankers[-1] if config.checkpoint else RecommenderRanker(recommender)

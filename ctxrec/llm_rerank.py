@@ -260,12 +260,12 @@ class LLMReranker:
 
     Args:
         llm: a loaded model; ``None`` loads ``DEFAULT_LLM`` on first use.
-        batch_size: prompts per forward pass.
+        batch_size: at most this many prompts per forward pass.
         share_prefix: compute the tokens all prompts of a batch start with once (same scores,
             about half the work for K items in one context).
     """
 
-    def __init__(self, llm: CausalLM | None = None, batch_size: int = 8,
+    def __init__(self, llm: CausalLM | None = None, batch_size: int = 10,
                  share_prefix: bool = True, cache_size: int = 4096):
         self._llm = llm
         self.batch_size = batch_size
@@ -361,8 +361,9 @@ class LLMReranker:
                 prefix = 0
         else:
             prefix = 0
-        for start in range(0, len(ids), self.batch_size):
-            chunk = order[start:start + self.batch_size]
+        # equal batches (20 prompts at most 10 per batch: 10 + 10, not 8 + 8 + 4) leave no small
+        # last batch that costs a pass of its own
+        for chunk in np.array_split(order, -(-len(ids) // self.batch_size)):
             logits = self._last_logits([ids[i][prefix:] for i in chunk], prefix, cache)
             scores[chunk] = self._yes_no_margin(logits)
         return scores

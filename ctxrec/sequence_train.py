@@ -32,7 +32,7 @@ from .evaluate import Split, evaluate
 from .sequence_data import prediction_input, training_windows
 from .sequence_model import SASRec, SequenceConfig
 
-__all__ = ["EpochLog", "SequenceRanker", "TrainConfig", "TrainedModel", "load_checkpoint",
+__all__ = ["EpochLog", "SequenceEnsemble", "SequenceRanker", "TrainConfig", "TrainedModel", "load_checkpoint",
            "train_sequence_model"]
 
 
@@ -208,6 +208,30 @@ class SequenceRanker:
                 history = history[~np.isin(history, self.exclude)]
             histories.append(history)
         return self.trained.scores(histories, self.memory)
+
+
+@dataclass
+class SequenceEnsemble:
+    """Several trained models (e.g. seeds) ranking together: the mean of their next-item
+    log-probabilities. On a data set as small as ml-latest-small single models differ a lot from
+    seed to seed, and averaging them cancels part of that."""
+
+    members: list[TrainedModel]
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.members:
+            raise ValueError("an ensemble needs at least one model")
+        if any(m.item_ids != self.members[0].item_ids for m in self.members):
+            raise ValueError("the models of an ensemble must share one catalog")
+        self.name = self.name or f"SASRec ensemble of {len(self.members)}"
+
+    def scores(self, users: list[str], split: Split, target: str) -> np.ndarray:
+        total = 0.0
+        for member in self.members:
+            scores = torch.from_numpy(SequenceRanker(member).scores(users, split, target))
+            total = total + torch.log_softmax(scores.double(), dim=1).numpy()
+        return total / len(self.members)
 
 
 EpochProgress = Callable[[int, int, int, float], None]  # epoch, batch, batches, running loss

@@ -49,12 +49,18 @@ def test_train_then_evaluate_with_the_checkpoint(tiny_movielens, tmp_path):
     assert {b["model"] for b in report["baselines"]} == {"popularity", "item-kNN",
                                                          "LM text similarity"}
 
+    second = tmp_path / "model-seed-1"
+    out = _run("train", "--data", str(tiny_movielens), "--item-repr", "id", "--max-len", "8",
+               "--epochs", "4", "--seed", "1", "--out", str(second))
+    assert out.returncode == 0, out.stderr
     results = tmp_path / "results.json"
     ev = _run("evaluate", "--data", str(tiny_movielens), "--models", "popularity",
-              "--checkpoint", str(out_dir), "--out", str(results))
+              "--checkpoint", str(out_dir), str(second), "--out", str(results))
     assert ev.returncode == 0, ev.stderr
-    models = [r["model"] for r in json.loads(results.read_text())["results"]]
-    assert models == ["popularity", "SASRec (id, truncate)"]
+    ndcg = {r["model"]: r["NDCG@10"] for r in json.loads(results.read_text())["results"]}
+    assert list(ndcg) == ["popularity", "SASRec (id, truncate, seed 0)",
+                          "SASRec (id, truncate, seed 1)", "SASRec ensemble of 2"]
+    assert ndcg["SASRec ensemble of 2"] > ndcg["popularity"]  # the cycle is learnable
 
 
 def test_train_with_bad_inputs_says_why(tmp_path, tiny_movielens):
