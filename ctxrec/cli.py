@@ -82,10 +82,10 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--memory", choices=["truncate", "xl", "hierarchical"], default="truncate",
                     help="how histories longer than --max-len are read")
     tr.add_argument("--max-len", type=int, default=50)
-    tr.add_argument("--hidden", type=int, default=64)
+    tr.add_argument("--hidden", type=int, default=128)
     tr.add_argument("--layers", type=int, default=2)
     tr.add_argument("--heads", type=int, default=2)
-    tr.add_argument("--dropout", type=float, default=0.2)
+    tr.add_argument("--dropout", type=float, default=0.3)
     tr.add_argument("--epochs", type=int, default=200)
     tr.add_argument("--batch-size", type=int, default=16, help="windows per batch")
     tr.add_argument("--lr", type=float, default=3e-3)

@@ -1,7 +1,8 @@
 """A generative LLM re-ranker: a causal LM judges each of the first stage's top-K items pointwise.
 
-For one (context, item) pair the model reads a prompt that lays out the person's situation, then the
-item, then asks whether the item fits, to be answered Yes or No. The score is
+For one (context, item) pair the model reads a prompt that lays out the person's situation, asks
+whether the suggestion below fits it, to be answered Yes or No, and ends with the item in its brief
+form (:meth:`Catalog.brief`). The score is
 
     s = log P(Yes) − log P(No)
 
@@ -10,8 +11,8 @@ the score does not depend on how the tokenizer splits words. In the re-ranked li
 standardised over the K items and added to the first stage's score with a weight, like any other
 component.
 
-The prompt is assembled from named parts (instructions, one line per context field, the item, the
-question), and character spans are kept for each, so the same prompt can be shown with attention per
+The prompt is assembled from named parts (instructions, one line per context field, the question,
+the item), and character spans are kept for each, so the same prompt can be shown with attention per
 part, and parts can be left out to measure what each contributes (occlusion).
 
 What the packaged SmolLM2-135M measures is mostly the item itself: it ranks breakfast items above

@@ -79,6 +79,16 @@ def test_item_text_and_facts():
     assert catalog.title("missing") == "missing" and catalog.record("missing") == {}
 
 
+def test_brief_is_short_and_falls_back_to_the_first_sentence():
+    catalog = read_catalog_csv((HEADER + GOOD).encode())
+    assert catalog.brief("a-1") == "Dawn Loaf (calm cafe, 30 min). Tags: bread, early."
+    plain = read_catalog_csv(b"id,title,description\n1,Quiet Film,Slow and kind. Long tail.\n"
+                             b"2,Bare,\n")
+    assert plain.brief("1") == "Quiet Film. Slow and kind."
+    assert plain.brief("2") == "Bare."
+    assert plain.brief("missing") == "missing"
+
+
 def test_builtin_loader_refuses_a_broken_builtin(tmp_path, monkeypatch):
     broken = tmp_path / "catalog.csv"
     broken.write_text(HEADER + GOOD.replace("calm", "sleepy"))
