@@ -32,8 +32,8 @@ from .evaluate import Split, evaluate
 from .sequence_data import prediction_input, training_windows
 from .sequence_model import SASRec, SequenceConfig
 
-__all__ = ["EpochLog", "SequenceEnsemble", "SequenceRanker", "TrainConfig", "TrainedModel", "load_checkpoint",
-           "train_sequence_model"]
+__all__ = ["EpochLog", "SequenceEnsemble", "SequenceRanker", "TrainConfig", "TrainedModel",
+           "load_checkpoint", "train_sequence_model"]
 
 
 @dataclass(frozen=True)

@@ -74,11 +74,16 @@ def test_left_padding_does_not_change_the_prediction():
     torch.testing.assert_close(model.scores(short), model.scores(padded))
 
 
-def test_loss_decreases_and_the_cycle_is_learned():
+def cycle_task():
+    """(catalog, split, config) for learning the cyclic log with a one-layer model."""
     catalog, log = cyclic_log()
-    split = leave_last_out(log, catalog)
     config = SequenceConfig(n_items=len(catalog), max_len=8, hidden=32, layers=1, heads=2,
                             dropout=0.0)
+    return catalog, leave_last_out(log, catalog), config
+
+
+def test_loss_decreases_and_the_cycle_is_learned():
+    catalog, split, config = cycle_task()
     trained = train_sequence_model(split, catalog, config,
                                    TrainConfig(epochs=30, batch_size=16, lr=5e-3, patience=30))
     losses = [e.train_loss for e in trained.history]
@@ -235,10 +240,7 @@ def test_shuffled_windows_move_the_boundaries_between_epochs():
 
 
 def test_weight_averaging_validates_and_keeps_the_averaged_weights():
-    catalog, log = cyclic_log()
-    split = leave_last_out(log, catalog)
-    config = SequenceConfig(n_items=len(catalog), max_len=8, hidden=32, layers=1, heads=2,
-                            dropout=0.0)
+    catalog, split, config = cycle_task()
     averaged = train_sequence_model(split, catalog, config,
                                     TrainConfig(epochs=20, batch_size=16, lr=5e-3, patience=20,
                                                 average=0.9))
