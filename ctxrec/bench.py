@@ -173,7 +173,7 @@ def bench_rerank(top_k: int = 20, calls: int = 5, llm: str | None = None) -> dic
     import resource
 
     from .llm_models import DEFAULT_LLM, load_llm
-    from .llm_rerank import LLMReranker
+    from .llm_rerank import LLMReranker, shared_prefix_length
     from .scenarios import load_presets
 
     name = llm or DEFAULT_LLM
@@ -199,7 +199,7 @@ def bench_rerank(top_k: int = 20, calls: int = 5, llm: str | None = None) -> dic
     prompts = [reranker.prompt(context, catalog.brief(i)).text
                for i in recommender.recommend(context, k=top_k).table["item_id"]]
     ids = model.tokenizer(prompts, add_special_tokens=False)["input_ids"]
-    shared = LLMReranker._common_prefix(ids)
+    shared = shared_prefix_length(ids)
     first_stage = _time_calls(lambda i: recommender.recommend(
         replace(base, intent=f"{intents[i % len(intents)]} [{i}]"), k=top_k), calls)
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -13,6 +13,11 @@ from .context import DEVICE_CHOICES, Context, HistoryEntry
 
 __all__ = ["main"]
 
+TIME_ORDERS = ("exact", "float32")  # as ctxrec.evaluate.TIME_ORDERS, which imports torch
+TIME_ORDER_HELP = ("how leave-last-out orders events: exact timestamps, or rounded to float32 "
+                   "as RecBole does (events seconds apart tie and keep file order); use float32 "
+                   "to compare with RecBole's figures")
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ctxrec", description=__doc__)
@@ -40,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--models", nargs="+", default=["popularity", "item-knn", "lm-text", "ctxrec"])
     ev.add_argument("--split", choices=["leave-last-out", "temporal", "random"],
                     default="leave-last-out")
+    ev.add_argument("--time-order", choices=TIME_ORDERS, default="exact", help=TIME_ORDER_HELP)
     ev.add_argument("--protocol", choices=["full", "sampled"], default="full")
     ev.add_argument("--mask-history", action="store_true")
     ev.add_argument("--negatives", type=int, default=100)
@@ -78,6 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--catalog", help="catalog CSV for --log")
     tr.add_argument("--map", nargs="+", default=[], metavar="FIELD=COLUMN",
                     help="log columns, e.g. user=uid item=movie timestamp=ts rating=stars")
+    tr.add_argument("--time-order", choices=TIME_ORDERS, default="exact", help=TIME_ORDER_HELP)
     tr.add_argument("--item-repr", choices=["id", "text", "hybrid"], default="hybrid")
     tr.add_argument("--memory", choices=["truncate", "xl", "hierarchical"], default="truncate",
                     help="how histories longer than --max-len are read")
@@ -191,6 +198,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .experiment import ExperimentConfig, run_experiment
 
     config = ExperimentConfig(data=args.data, models=tuple(args.models), split=args.split,
+                              time_order=args.time_order,
                               protocol=args.protocol,
                               mask_history=args.mask_history, n_negatives=args.negatives,
                               sampling=args.sampling, k=args.k, target=args.target,
@@ -220,7 +228,7 @@ def _train(args: argparse.Namespace) -> int:
     mapping = mapping_from_pairs(args.map) if args.map else {}
     run = TrainingRun(
         data=args.data, log=args.log, catalog=args.catalog, mapping=mapping,
-        encoder=args.model, cold_start=args.cold_start,
+        encoder=args.model, cold_start=args.cold_start, time_order=args.time_order,
         model=SequenceConfig(n_items=1, max_len=args.max_len, hidden=args.hidden,
                              layers=args.layers, heads=args.heads, dropout=args.dropout,
                              item_repr=args.item_repr, text_dim=1, memory=args.memory),

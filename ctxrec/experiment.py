@@ -14,7 +14,7 @@ import numpy as np
 
 from .encoders import DEFAULT_ENCODER
 from .evaluate import (SPLITS, ItemKNN, Popularity, RecommenderRanker, TextSimilarity,
-                       ablations, bootstrap_ci, evaluate, paired_test)
+                       TimeOrder, ablations, bootstrap_ci, evaluate, leave_last_out, paired_test)
 
 __all__ = ["MODELS", "ExperimentConfig", "results_table", "run_experiment"]
 
@@ -30,6 +30,7 @@ class ExperimentConfig:
         data: a MovieLens folder (ml-latest-small, ml-25m or ml-1m layout).
         models: any of ``MODELS``.
         split: per-user leave-last-out by time, one global temporal cut, or random hold-out.
+        time_order: (leave-last-out) ``float32`` orders by timestamps rounded as RecBole does.
         protocol: ``full`` ranking or ``sampled`` negatives.
         mask_history: (full) leave the user's training items out of the candidates.
         n_negatives, sampling: (sampled) how many negatives, drawn uniformly or by popularity.
@@ -49,6 +50,7 @@ class ExperimentConfig:
     data: str
     models: tuple[str, ...] = MODELS
     split: Literal["leave-last-out", "temporal", "random"] = "leave-last-out"
+    time_order: TimeOrder = "exact"
     protocol: Literal["full", "sampled"] = "full"
     mask_history: bool = False
     n_negatives: int = 100
@@ -78,7 +80,12 @@ def run_experiment(config: ExperimentConfig, progress: Progress | None = None) -
     catalog, interactions = load_movielens(config.data)
     if config.split not in SPLITS:
         raise ValueError(f"unknown split '{config.split}'; choose from {', '.join(SPLITS)}")
-    split = SPLITS[config.split](interactions, catalog)
+    if config.split == "leave-last-out":
+        split = leave_last_out(interactions, catalog, config.time_order)
+    elif config.time_order != "exact":
+        raise ValueError("--time-order applies to the leave-last-out split only")
+    else:
+        split = SPLITS[config.split](interactions, catalog)
     users = sorted(split.test, key=str)[: config.max_users] if config.max_users else None
     rankers = []
     needs_text = {"lm-text", "ctxrec"} & set(config.models) or config.ablations or \
@@ -114,6 +121,11 @@ def run_experiment(config: ExperimentConfig, progress: Progress | None = None) -
             trained = load_checkpoint(folder)
             if not trained.matches(catalog):
                 raise ValueError(f"{folder} was trained on another catalog than {config.data}")
+            trained_order = trained.extra.get("time_order", "exact")
+            if trained_order != config.time_order:
+                raise ValueError(f"{folder} was trained on the {trained_order} time order; "
+                                 f"evaluate it with --time-order {trained_order}, since the "
+                                 f"other order holds out different events")
             c = trained.config
             members.append(trained)
             rankers.append(SequenceRanker(

@@ -41,7 +41,7 @@ from .llm_models import DEFAULT_LLM, CausalLM, load_llm
 from .recommender import Ranking
 
 __all__ = ["AnswerFocus", "LLMReranker", "OcclusionRow", "Prompt", "PromptPart", "build_prompt",
-           "context_parts", "prompt_parts"]
+           "context_parts", "prompt_parts", "shared_prefix_length"]
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +164,16 @@ def prompt_parts(context: Context, item_text: str, titles: Mapping[str, str] | N
             *context_parts(context, titles),
             PromptPart("question", "Question", question, "template"),
             PromptPart("item", "Item", "Suggestion: " + _clip(item_text, MAX_ITEM_CHARS), "item")]
+
+
+def shared_prefix_length(ids: Sequence[Sequence[int]]) -> int:
+    """How many leading tokens every prompt in ``ids`` has in common, leaving at least one
+    token of each for the answer position."""
+    first, shortest = ids[0], min(len(i) for i in ids)
+    n = 0
+    while n < shortest - 1 and all(i[n] == first[n] for i in ids):
+        n += 1
+    return n
 
 
 def _join(pieces: Iterable[tuple[str | None, str]]) -> tuple[str, dict[str, tuple[int, int]]]:
@@ -352,7 +362,7 @@ class LLMReranker:
         # shortest first, so each batch pads little
         order = np.argsort([len(i) for i in ids], kind="stable")
         scores = np.empty(len(ids), dtype=np.float64)
-        prefix = self._common_prefix(ids) if self.share_prefix and len(ids) > 1 else 0
+        prefix = shared_prefix_length(ids) if self.share_prefix and len(ids) > 1 else 0
         cache = None
         if prefix >= 8:
             try:
@@ -368,15 +378,6 @@ class LLMReranker:
             logits = self._last_logits([ids[i][prefix:] for i in chunk], prefix, cache)
             scores[chunk] = self._yes_no_margin(logits)
         return scores
-
-    @staticmethod
-    def _common_prefix(ids: list[list[int]]) -> int:
-        first, shortest = ids[0], min(len(i) for i in ids)
-        n = 0
-        # at least one token of each prompt must stay for the answer position
-        while n < shortest - 1 and all(i[n] == first[n] for i in ids):
-            n += 1
-        return n
 
     def _prefix_cache(self, prefix_ids: list[int]):
         tensor = torch.tensor([prefix_ids], device=self.llm.device)

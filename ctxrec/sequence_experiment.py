@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 
 from .catalog import Catalog
-from .evaluate import ItemKNN, Popularity, Split, TextSimilarity, evaluate, leave_last_out
+from .evaluate import (ItemKNN, Popularity, Split, TextSimilarity, TimeOrder, evaluate,
+                       leave_last_out)
 from .sequence_model import MEMORY_MODES, SequenceConfig
 from .sequence_train import (EpochLog, EpochProgress, SequenceRanker, TrainConfig, TrainedModel,
                              train_sequence_model)
@@ -34,6 +35,8 @@ class TrainingRun:
         model: the architecture; ``n_items`` and ``text_dim`` are filled in from the data.
         cold_start: hold this share of items out of training and report cold-start hit rate.
         encoder: text model for the text and hybrid item representations (default: packaged).
+        time_order: ``float32`` splits as RecBole does (see ``leave_last_out``); the checkpoint
+            records it, so evaluation uses the same split.
     """
 
     model: SequenceConfig
@@ -45,6 +48,7 @@ class TrainingRun:
     cold_start: float | None = None
     encoder: str | None = None
     baselines: bool = True
+    time_order: TimeOrder = "exact"
 
 
 def load_training_data(run: TrainingRun) -> tuple[Catalog, pd.DataFrame, list[str]]:
@@ -72,7 +76,7 @@ def train_and_report(run: TrainingRun, out: str | Path,
     catalog, interactions, problems = load_training_data(run)
     for problem in problems:
         say(f"note: {problem}")
-    split = leave_last_out(interactions, catalog)
+    split = leave_last_out(interactions, catalog, run.time_order)
     if not split.test:
         raise ValueError("no user has the three interactions a split needs")
     cold = None
@@ -107,7 +111,7 @@ def train_and_report(run: TrainingRun, out: str | Path,
             evaluate(ranker, train_split, k=10, protocol="full", mask_history=masked).summary()
             for ranker in (Popularity(), ItemKNN(), TextSimilarity(vectors))
             for masked in (False, True)]
-    trained.extra = {"report": report, "data": run.data}
+    trained.extra = {"report": report, "data": run.data, "time_order": run.time_order}
     trained.save(out)
     (Path(out) / "report.json").write_text(json.dumps(report, indent=1))
     return report

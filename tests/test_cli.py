@@ -62,6 +62,28 @@ def test_train_then_evaluate_with_the_checkpoint(tiny_movielens, tmp_path):
                           "SASRec (id, truncate, seed 1)", "SASRec ensemble of 2"]
     assert ndcg["SASRec ensemble of 2"] > ndcg["popularity"]  # the cycle is learnable
 
+    other_order = _run("evaluate", "--data", str(tiny_movielens), "--models", "popularity",
+                       "--time-order", "float32", "--checkpoint", str(out_dir))
+    assert other_order.returncode == 2 and "Traceback" not in other_order.stderr
+    assert "evaluate it with --time-order exact" in other_order.stderr
+
+
+def test_train_and_evaluate_on_recboles_float32_time_order(tiny_movielens, tmp_path):
+    out_dir = tmp_path / "model"
+    out = _run("train", "--data", str(tiny_movielens), "--item-repr", "id", "--max-len", "8",
+               "--epochs", "1", "--time-order", "float32", "--out", str(out_dir))
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["split"] == "leave-last-out (by float32 time, as RecBole)"
+    results = tmp_path / "results.json"
+    ev = _run("evaluate", "--data", str(tiny_movielens), "--models", "popularity",
+              "--time-order", "float32", "--checkpoint", str(out_dir), "--out", str(results))
+    assert ev.returncode == 0, ev.stderr
+    rows = json.loads(results.read_text())["results"]
+    assert [r["split"] for r in rows] == ["leave-last-out (by float32 time, as RecBole), test"] * 2
+    temporal = _run("evaluate", "--data", str(tiny_movielens), "--models", "popularity",
+                    "--split", "temporal", "--time-order", "float32")
+    assert temporal.returncode == 2 and "leave-last-out split only" in temporal.stderr
+
 
 def test_train_with_bad_inputs_says_why(tmp_path, tiny_movielens):
     out = _run("train", "--log", str(tmp_path / "missing.csv"), "--item-repr", "id")

@@ -34,6 +34,23 @@ def test_leave_last_out_orders_by_time_and_keeps_file_order_on_ties():
     assert split.train_counts.tolist() == [1, 1, 0, 0]
 
 
+def test_float32_time_order_ties_events_seconds_apart_as_recbole_does():
+    t = 1_500_000_000  # a multiple of 128, the float32 spacing here
+    log = _log([("a", "i0", 4, t - 600), ("a", "i2", 4, t + 30), ("a", "i1", 4, t + 20),
+                ("a", "i3", 4, t + 10)])
+    exact = leave_last_out(log, _catalog(4))
+    assert exact.histories["a"].tolist() == [0, 3]
+    assert exact.valid["a"][0] == 1 and exact.test["a"][0] == 2
+    rounded = leave_last_out(log, _catalog(4), time_order="float32")
+    # i2, i1, i3 all round to t, so they tie and keep file order
+    assert rounded.histories["a"].tolist() == [0, 2]
+    assert rounded.valid["a"][0] == 1 and rounded.test["a"][0] == 3
+    assert rounded.test["a"][1] == t + 10  # the targets keep their exact times
+    assert "float32" in rounded.name
+    with pytest.raises(ValueError, match="time order"):
+        leave_last_out(log, _catalog(4), time_order="float16")
+
+
 def _clusters():
     """Two item clusters (0–4, 5–9); each user stays in one; the held-out item is in it."""
     rows, t = [], 0

@@ -13,7 +13,8 @@ import torch
 from ctxrec import Context, HistoryEntry, ModelLoadError
 from ctxrec.llm_models import (DEFAULT_LLM, CausalLM, _cache_is_complete, _write_cache, load_llm,
                                packaged_cache_dir, packaged_gguf_path)
-from ctxrec.llm_rerank import LLMReranker, answer_token_ids, build_prompt, prompt_parts
+from ctxrec.llm_rerank import (LLMReranker, answer_token_ids, build_prompt, prompt_parts,
+                               shared_prefix_length)
 from ctxrec.weights import COMPONENTS
 
 MORNING = Context(when=datetime(2026, 3, 3, 7, 30), place="home", device="phone",
@@ -84,6 +85,12 @@ def test_scores_batched_equal_one_by_one(tiny, catalog):
         np.testing.assert_allclose(tiny.score_prompts(texts, use_cache=False), single, atol=1e-4)
     finally:
         tiny.share_prefix = True
+
+
+def test_shared_prefix_leaves_each_prompt_a_token():
+    assert shared_prefix_length([[1, 2, 3, 4], [1, 2, 5], [1, 2, 3]]) == 2
+    assert shared_prefix_length([[1, 2, 3], [1, 2, 3]]) == 2  # identical: the last token stays
+    assert shared_prefix_length([[7, 1], [8, 1]]) == 0
 
 
 def test_left_padding_leaves_scores_unchanged(tiny, catalog):
