@@ -8,11 +8,11 @@ import pandas as pd
 import streamlit as st
 
 from ctxrec.embed_cache import data_home
-from ctxrec.interaction_log import LogError
 from ctxrec.movielens import find_movielens_folders
-from ctxrec.sequence_experiment import TrainingRun, train_and_report
+from ctxrec.sequence_experiment import TrainingRun
 from ctxrec.sequence_model import SequenceConfig
 from ctxrec.sequence_train import TrainConfig
+from ctxrec.training_job import TrainingJob, latest_job, start_job
 from ctxrec.viz import training_curves_figure
 from ui import state
 
@@ -53,6 +53,40 @@ def report_tables(report: dict) -> None:
                    f"{cold['HR@10'] if cold['HR@10'] is not None else 'n/a'}.")
 
 
+def finished_job(job: TrainingJob) -> None:
+    if job.error:
+        st.error(f"Training did not finish: {job.error}")
+        return
+    st.success(f"Done: best epoch {job.report['best_epoch']} of {len(job.epochs)}, saved as "
+               f"{job.out.name}")
+    if job.epochs:
+        st.plotly_chart(training_curves_figure(job.epochs), key="tr_curves_done")
+    report_tables(job.report)
+    st.button("Use this model in the app", key="tr_use_new", type="primary",
+              on_click=use_model, args=(str(job.out), job.run.data))
+
+
+@st.fragment(run_every=1.0)
+def running_job() -> None:
+    """Redrawn on its own every second while the job runs; the whole page once it ends."""
+    job = latest_job()
+    if job is None or job.done:
+        st.rerun(scope="app")
+    budget = job.run.train.time_budget_s or 0
+    if job.batch is None:
+        st.progress(0.0, text=job.stage)
+    else:
+        epoch, i, n, loss = job.batch
+        share = min(1.0, job.elapsed_s() / budget) if budget else i / n
+        st.progress(share, text=f"Epoch {epoch}: batch {i}/{n}, loss {loss:.3f} · "
+                                f"{job.elapsed_s():.0f} s")
+    if job.epochs:
+        st.plotly_chart(training_curves_figure(job.epochs), key="tr_curves_live")
+    st.button("Stopping after this epoch…" if job.stopping else "Stop (keeps the best epoch)",
+              key="tr_stop", on_click=job.stop, disabled=job.stopping)
+    st.caption("Training runs in the background: the other pages stay usable meanwhile.")
+
+
 st.title("🏋️ Train a sequence model")
 st.caption("Self-attention over a person's history in order (SASRec), trained with a full "
            "softmax over all items. Once trained on the active catalog's interactions, it adds "
@@ -89,6 +123,8 @@ with new_tab:
                                        key=f"tr_map_{field}")
                 if chosen:
                     mapping[field] = chosen
+    job = latest_job()
+    running = job is not None and not job.done
     with st.form("tr_form"):
         left, mid, right = st.columns(3)
         item_repr = left.selectbox("Items as", list(REPRS), format_func=REPRS.get, key="tr_repr")
@@ -101,8 +137,9 @@ with new_tab:
         patience = right.number_input("Early stopping patience (epochs)", 1, 50, 5,
                                       key="tr_patience")
         cold = right.checkbox("Hold 10 % of items out (cold-start test)", key="tr_cold")
-        go = st.form_submit_button("Train", type="primary")
-    if go:
+        go = st.form_submit_button("Train", type="primary", disabled=running,
+                                   help="One training at a time" if running else None)
+    if go and not running:
         run = TrainingRun(
             data=data or None, log=log_file, catalog=state.catalog() if log_file else None,
             mapping=mapping,
@@ -114,29 +151,16 @@ with new_tab:
         # a new folder per run, so retraining never overwrites a saved model
         name = Path(data or log_file or "model").stem + \
             f"-{item_repr}-{memory}-{datetime.now():%Y%m%d-%H%M%S}"
-        bar = st.progress(0.0, text="Loading the interactions…")
-        chart = st.empty()
-        epochs: list[dict] = []
-
-        def on_epoch(log) -> None:
-            epochs.append(log.__dict__)
-            chart.plotly_chart(training_curves_figure(epochs), key=f"tr_live_{log.epoch}")
-
         try:
-            report = train_and_report(
-                run, MODELS / name,
-                on_batch=lambda epoch, i, n, loss: bar.progress(
-                    min(1.0, epochs[-1]["elapsed_s"] / budget if epochs else 0.0),
-                    text=f"Epoch {epoch}: batch {i}/{n}, loss {loss:.3f}"),
-                on_epoch=on_epoch, on_stage=lambda text: bar.progress(0.0, text=text))
-        except (LogError, OSError, ValueError) as err:
-            bar.empty()
-            st.error(f"Training did not start: {err}")
+            start_job(run, MODELS / name)
+        except RuntimeError as err:
+            st.warning(f"Not started: {err}.")
         else:
-            bar.progress(1.0, text=f"Done: best epoch {report['best_epoch']}, saved as {name}")
-            report_tables(report)
-            st.button("Use this model in the app", key="tr_use_new", type="primary",
-                      on_click=use_model, args=(str(MODELS / name), data or None))
+            st.rerun()
+    if running:
+        running_job()
+    elif job is not None:
+        finished_job(job)
 
 with saved_tab:
     saved = sorted(p for p in MODELS.glob("*") if (p / "config.json").is_file()) \

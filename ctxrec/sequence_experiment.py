@@ -69,7 +69,8 @@ def load_training_data(run: TrainingRun) -> tuple[Catalog, pd.DataFrame, list[st
 def train_and_report(run: TrainingRun, out: str | Path,
                      on_batch: EpochProgress | None = None,
                      on_epoch: Callable[[EpochLog], None] | None = None,
-                     on_stage: Callable[[str], None] | None = None) -> dict:
+                     on_stage: Callable[[str], None] | None = None,
+                     should_stop: Callable[[], bool] | None = None) -> dict:
     """Load, split (leave-last-out by time), train, save the checkpoint to ``out`` and return the
     report, with the baselines measured on the same split when ``run.baselines``."""
     say = on_stage or (lambda text: None)
@@ -98,7 +99,8 @@ def train_and_report(run: TrainingRun, out: str | Path,
     trained = train_sequence_model(train_split, catalog, config, run.train,
                                    vectors if config.item_repr != "id" else None,
                                    encoder=encoder_name if config.item_repr != "id" else None,
-                                   on_batch=on_batch, on_epoch=on_epoch)
+                                   on_batch=on_batch, on_epoch=on_epoch,
+                                   should_stop=should_stop)
     say("evaluating")
     report = sequence_report(trained, train_split, cold=cold,
                              name=f"SASRec ({config.item_repr}, {config.memory})")

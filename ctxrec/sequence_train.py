@@ -241,8 +241,10 @@ def train_sequence_model(split: Split, catalog: Catalog, config: SequenceConfig,
                          train: TrainConfig = TrainConfig(),
                          text_vectors: np.ndarray | None = None, encoder: str | None = None,
                          on_batch: EpochProgress | None = None,
-                         on_epoch: Callable[[EpochLog], None] | None = None) -> TrainedModel:
-    """Train on ``split.histories`` and validate on ``split.valid`` each epoch.
+                         on_epoch: Callable[[EpochLog], None] | None = None,
+                         should_stop: Callable[[], bool] | None = None) -> TrainedModel:
+    """Train on ``split.histories`` and validate on ``split.valid`` each epoch; stop early on
+    patience, the time budget or ``should_stop()`` (asked after each epoch), keeping the best.
 
     Items with no training interaction are marked unknown: the hybrid model represents them by
     their text alone (cold start).
@@ -308,7 +310,7 @@ def train_sequence_model(split: Split, catalog: Catalog, config: SequenceConfig,
         if live is not None:
             _swap(model, live)
         out_of_time = train.time_budget_s is not None and log.elapsed_s >= train.time_budget_s
-        if waited >= train.patience or out_of_time:
+        if waited >= train.patience or out_of_time or (should_stop and should_stop()):
             break
     model.load_state_dict(best_state)
     model.eval()

@@ -231,7 +231,7 @@ def training_curves_figure(epochs: Sequence[dict], target: float | None = None) 
         fig.add_hline(y=target, yref="y2", line_dash="dot", line_color="#E45756",
                       annotation_text=f"reference {target:.4f}")
     fig.update_layout(height=360, margin=dict(l=10, r=10, t=30, b=10),
-                      xaxis=dict(title="training time (s)"),
+                      xaxis=dict(title="training time (s)", rangemode="tozero"),
                       yaxis=dict(title="training loss"),
                       yaxis2=dict(title="validation NDCG@10", overlaying="y", side="right"),
                       legend=dict(orientation="h", y=1.12))
