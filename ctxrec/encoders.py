@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,7 +81,7 @@ class TextEncoder:
     """
 
     def __init__(self, name: str = DEFAULT_ENCODER, device: str | None = None,
-                 trust_remote_code: bool = False):
+                 trust_remote_code: bool = False, local_files_only: bool = False):
         from sentence_transformers import SentenceTransformer
 
         self.name = name
@@ -89,7 +90,8 @@ class TextEncoder:
         logging.getLogger("transformers").setLevel(logging.ERROR)
         # transformers reads safetensors first and unpickles nothing (torch.load weights_only=True)
         self.model = SentenceTransformer(source, device=self.device,
-                                         trust_remote_code=trust_remote_code)
+                                         trust_remote_code=trust_remote_code,
+                                         local_files_only=local_files_only)
         if self.device == "cuda":
             self.model.half()
         self.model.eval()
@@ -165,11 +167,37 @@ def load_encoder(name: str = DEFAULT_ENCODER, device: str | None = None,
     if name.startswith(("/", "./", "../", "~")) and not Path(name).expanduser().is_dir():
         raise ModelLoadError(f"Could not load '{name}': there is no such folder on this machine.")
     try:
-        return TextEncoder(name, device=device, trust_remote_code=trust_remote_code)
+        return TextEncoder(name, device=device, trust_remote_code=trust_remote_code,
+                           local_files_only=not hub_reachable(name))
     except ModelLoadError:
         raise
     except Exception as err:  # any loader failure becomes one readable message
         raise ModelLoadError(_explain_load_failure(name, err)) from err
+
+
+def hub_reachable(name: str, timeout: float = 3.0) -> bool:
+    """Whether loading ``name`` may use the network: a local folder never needs it; a hub id
+    needs the Hugging Face endpoint to answer a TCP connect within ``timeout`` seconds.
+
+    Without this check an offline machine waits minutes: huggingface_hub retries every file it
+    looks up with backoff. When it is False, loaders read the local cache only, failing fast."""
+    if Path(name).expanduser().is_dir() or name == DEFAULT_ENCODER:
+        return False
+    from urllib.parse import urlsplit
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True  # the proxy decides; a direct connect would say nothing
+    url = urlsplit(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https"
+                                                              else 80)), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
 
 
 def _explain_load_failure(name: str, err: Exception) -> str:
@@ -181,6 +209,8 @@ def _explain_load_failure(name: str, err: Exception) -> str:
     if isinstance(err, OSError) or "resolve" in str(err).lower() or "connect" in str(err).lower():
         hint = ("the app is offline (HF_HUB_OFFLINE=1), so only the packaged model and local "
                 "folders load" if offline else
+                "huggingface.co cannot be reached and the model is not in the local cache: "
+                "connect, or give a local folder" if not hub_reachable(name, timeout=1.0) else
                 "check the id on huggingface.co, your network, or give a local folder")
         return f"Could not load '{name}': {text}. Hint: {hint}."
     return f"Could not load '{name}': {type(err).__name__}: {text}"

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from .embed_cache import data_home
-from .encoders import ModelLoadError, pick_device
+from .encoders import ModelLoadError, hub_reachable, pick_device
 
 __all__ = ["DEFAULT_LLM", "PACKAGED_GGUF", "CausalLM", "load_llm", "packaged_cache_dir",
            "packaged_gguf_path"]
@@ -198,14 +198,18 @@ def load_llm(name: str = DEFAULT_LLM, device: str | None = None,
     else:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        local = not hub_reachable(name)
         try:
-            tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
+            tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code,
+                                                      local_files_only=local)
             model = AutoModelForCausalLM.from_pretrained(
                 name, attn_implementation="eager", dtype=_dtype_for(device),
-                trust_remote_code=trust_remote_code)
+                trust_remote_code=trust_remote_code, local_files_only=local)
         except Exception as err:  # any loader failure becomes one readable message
-            raise ModelLoadError(f"Could not load '{name}' as a causal language model: "
-                                 f"{err}") from err
+            offline = " (huggingface.co cannot be reached, so only the local cache was read)" \
+                if local and not Path(name).expanduser().is_dir() else ""
+            raise ModelLoadError(f"Could not load '{name}' as a causal language model"
+                                 f"{offline}: {err}") from err
     try:
         return CausalLM.wrap(model, tokenizer, name, device)
     except ModelLoadError:

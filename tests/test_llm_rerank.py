@@ -204,6 +204,10 @@ def test_missing_package_says_how_to_install(monkeypatch):
 def test_unknown_model_is_a_readable_error(tmp_path, no_network):
     with pytest.raises(ModelLoadError, match="Could not load"):
         load_llm(str(tmp_path / "no-such-model"), device="cpu")
+    # offline, a hub id is looked up in the local cache only: an answer at once, not minutes
+    # of huggingface_hub retrying each file
+    with pytest.raises(ModelLoadError, match="cannot be reached"):
+        load_llm("no-such-org/no-such-llm", device="cpu")
 
 
 def test_smollm2_prefers_breakfast_in_the_morning(packaged, catalog):
