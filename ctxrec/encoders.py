@@ -166,51 +166,51 @@ def load_encoder(name: str = DEFAULT_ENCODER, device: str | None = None,
                              "sentence-transformers/all-mpnet-base-v2) or a local folder.")
     if name.startswith(("/", "./", "../", "~")) and not Path(name).expanduser().is_dir():
         raise ModelLoadError(f"Could not load '{name}': there is no such folder on this machine.")
+    offline = hub_out_of_reach(name)
     try:
         return TextEncoder(name, device=device, trust_remote_code=trust_remote_code,
-                           local_files_only=not hub_reachable(name))
+                           local_files_only=offline)
     except ModelLoadError:
         raise
     except Exception as err:  # any loader failure becomes one readable message
-        raise ModelLoadError(_explain_load_failure(name, err)) from err
+        raise ModelLoadError(_explain_load_failure(name, err, offline)) from err
 
 
-def hub_reachable(name: str, timeout: float = 3.0) -> bool:
-    """Whether loading ``name`` may use the network: a local folder never needs it; a hub id
-    needs the Hugging Face endpoint to answer a TCP connect within ``timeout`` seconds.
+def hub_out_of_reach(name: str, timeout: float = 3.0) -> bool:
+    """Whether ``name`` is a Hugging Face id (not a folder here) while the hub does not answer
+    a TCP connect within ``timeout`` seconds (or ``HF_HUB_OFFLINE`` is set).
 
-    Without this check an offline machine waits minutes: huggingface_hub retries every file it
-    looks up with backoff. When it is False, loaders read the local cache only, failing fast."""
-    if Path(name).expanduser().is_dir() or name == DEFAULT_ENCODER:
+    Loaders then read the local cache only and fail at once: left to itself, huggingface_hub
+    retries every file it looks up with backoff, which keeps an offline machine waiting minutes."""
+    if name == DEFAULT_ENCODER or Path(name).expanduser().is_dir():
         return False
     from urllib.parse import urlsplit
 
     from huggingface_hub import constants
 
     if constants.HF_HUB_OFFLINE:
-        return False
+        return True
     if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
-        return True  # the proxy decides; a direct connect would say nothing
+        return False  # the proxy decides; a direct connect would say nothing
     url = urlsplit(constants.ENDPOINT)
     try:
         socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https"
                                                               else 80)), timeout=timeout).close()
     except OSError:
-        return False
-    return True
+        return True
+    return False
 
 
-def _explain_load_failure(name: str, err: Exception) -> str:
+def _explain_load_failure(name: str, err: Exception, offline: bool = False) -> str:
     text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     if "trust_remote_code" in str(err):
         return (f"'{name}' needs to run its own code; enable 'Trust remote code' only if you trust "
                 "its authors.")
-    offline = os.environ.get("HF_HUB_OFFLINE") == "1"
     if isinstance(err, OSError) or "resolve" in str(err).lower() or "connect" in str(err).lower():
         hint = ("the app is offline (HF_HUB_OFFLINE=1), so only the packaged model and local "
-                "folders load" if offline else
+                "folders load" if os.environ.get("HF_HUB_OFFLINE") == "1" else
                 "huggingface.co cannot be reached and the model is not in the local cache: "
-                "connect, or give a local folder" if not hub_reachable(name, timeout=1.0) else
+                "connect, or give a local folder" if offline else
                 "check the id on huggingface.co, your network, or give a local folder")
         return f"Could not load '{name}': {text}. Hint: {hint}."
     return f"Could not load '{name}': {type(err).__name__}: {text}"

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from .embed_cache import data_home
-from .encoders import ModelLoadError, hub_reachable, pick_device
+from .encoders import ModelLoadError, hub_out_of_reach, pick_device
 
 __all__ = ["DEFAULT_LLM", "PACKAGED_GGUF", "CausalLM", "load_llm", "packaged_cache_dir",
            "packaged_gguf_path"]
@@ -198,7 +198,7 @@ def load_llm(name: str = DEFAULT_LLM, device: str | None = None,
     else:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        local = not hub_reachable(name)
+        local = hub_out_of_reach(name)
         try:
             tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code,
                                                       local_files_only=local)
@@ -207,7 +207,7 @@ def load_llm(name: str = DEFAULT_LLM, device: str | None = None,
                 trust_remote_code=trust_remote_code, local_files_only=local)
         except Exception as err:  # any loader failure becomes one readable message
             offline = " (huggingface.co cannot be reached, so only the local cache was read)" \
-                if local and not Path(name).expanduser().is_dir() else ""
+                if local else ""
             raise ModelLoadError(f"Could not load '{name}' as a causal language model"
                                  f"{offline}: {err}") from err
     try:
