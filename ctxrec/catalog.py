@@ -128,11 +128,7 @@ class Catalog:
     def facts(self, item_id: str) -> str:
         """A short line of the item's attributes, e.g. ``film · tense · 118 min · medium``."""
         row = self.record(item_id)
-        parts = [row.get("category"), row.get("mood")]
-        minutes = row.get("duration_min")
-        if isinstance(minutes, float) and np.isfinite(minutes):
-            parts.append(f"{minutes:.0f} min")
-        parts.append(row.get("price"))
+        parts = [row.get("category"), row.get("mood"), _duration(row), row.get("price")]
         return " · ".join(str(p) for p in parts if p)
 
     def brief(self, item_id: str, max_tags: int = 5) -> str:
@@ -143,9 +139,7 @@ class Catalog:
         if not row:
             return item_id
         kind = " ".join(str(row[c]) for c in ("mood", "category") if row.get(c))
-        minutes = row.get("duration_min")
-        facts = ", ".join(filter(None, [kind, f"{minutes:.0f} min" if isinstance(
-            minutes, float) and np.isfinite(minutes) else ""]))
+        facts = ", ".join(filter(None, [kind, _duration(row)]))
         text = str(row["title"]).strip() + (f" ({facts})." if facts else ".")
         tags = list(row.get("tags") or ())[:max_tags]
         if tags:
@@ -302,3 +296,9 @@ def _number(value: str, col: str, line: int) -> tuple[float, Problem | None]:
     if not np.isfinite(number) or number < 0:
         return float("nan"), Problem(line, col, f"'{value}' must be a non-negative number")
     return number, None
+
+
+def _duration(row: dict) -> str:
+    """``92 min``, or "" when the item has no duration."""
+    minutes = row.get("duration_min")
+    return f"{minutes:.0f} min" if isinstance(minutes, float) and np.isfinite(minutes) else ""
