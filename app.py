@@ -4,34 +4,37 @@ import streamlit as st
 
 from ctxrec import DEFAULT_ENCODER, CatalogError, ModelLoadError, read_catalog_csv
 from ctxrec.movielens import find_movielens_folders
+from ctxrec.server_policy import PolicyError
 from ui import state
 from ui.context_editor import apply_scenario, init_context_state
 from ui.options import init_option_state
+from ui.pickers import folder_picker, model_picker
 
 st.set_page_config(page_title="ctxrec", page_icon="🧭", layout="wide")
+if state.POLICY_ERROR:
+    st.error(f"This server's settings cannot be read: {state.POLICY_ERROR}")
+    st.stop()
 state.init_state()
 init_context_state()
 init_option_state()
 
-MODEL_CHOICES = (DEFAULT_ENCODER, "sentence-transformers/all-mpnet-base-v2",
-                 "BAAI/bge-small-en-v1.5", "Other (Hugging Face id or local folder)…")
+SUGGESTED_ENCODERS = ("sentence-transformers/all-mpnet-base-v2", "BAAI/bge-small-en-v1.5")
 
 
 def _sidebar_model() -> None:
     st.subheader("Language model")
-    choice = st.selectbox("Encoder", MODEL_CHOICES, key="model_choice")
-    name = st.text_input("Model id or folder", key="model_custom") \
-        if choice == MODEL_CHOICES[-1] else choice
-    trust = st.checkbox("Trust remote code", key="model_trust",
-                        help="Lets the model run its own Python code. Only for authors you trust.")
-    if (name, trust) != (st.session_state[state.MODEL_KEY], st.session_state[state.TRUST_KEY]) \
+    pick = model_picker("encoder", "Encoder", DEFAULT_ENCODER, SUGGESTED_ENCODERS, key="model")
+    active = (st.session_state[state.MODEL_KEY], st.session_state[state.ENCODER_TRUST_KEY])
+    if pick.name and (pick.name, pick.trust_remote_code) != active \
             and st.button("Load model", key="model_load", type="primary"):
         try:
-            state.cached_encoder(name, trust)
-        except ModelLoadError as err:
+            state.POLICY.check_model("encoder", pick.name, DEFAULT_ENCODER)
+            state.cached_encoder(pick.name, pick.trust_remote_code)
+        except (ModelLoadError, PolicyError) as err:
             st.session_state["model_error"] = str(err)
         else:
-            st.session_state[state.MODEL_KEY], st.session_state[state.TRUST_KEY] = name, trust
+            st.session_state[state.MODEL_KEY] = pick.name
+            st.session_state[state.ENCODER_TRUST_KEY] = pick.trust_remote_code
             st.session_state.pop("model_error", None)
     if st.session_state.get("model_error"):
         st.error(f"{st.session_state['model_error']} Keeping "
@@ -63,16 +66,14 @@ def _sidebar_catalog() -> None:
             st.error("The file was not loaded:\n\n" + "\n".join(f"- {p}" for p in err.problems[:8]))
         st.session_state[state.CATALOG_KEY] = st.session_state.get("catalog_uploaded")
     else:
-        found = [str(p) for p in find_movielens_folders()]
-        st.session_state.setdefault("catalog_movielens", found[0] if found else "")
-        folder = st.text_input("MovieLens folder", key="catalog_movielens",
-                               help="ml-latest-small, ml-1m or ml-25m layout; "
-                                    "`python -m ctxrec data download ml-latest-small` fetches one")
+        folder = folder_picker("MovieLens folder", "catalog_movielens", find_movielens_folders(),
+                               hint="ml-latest-small, ml-1m or ml-25m layout; `python -m ctxrec "
+                                    "data download ml-latest-small` fetches one")
         try:
-            st.session_state[state.CATALOG_KEY] = state.movielens_catalog(folder.strip())
+            st.session_state[state.CATALOG_KEY] = state.movielens_catalog(folder)
         except (OSError, ValueError) as err:
             st.session_state.pop(state.CATALOG_KEY, None)
-            st.error(f"{err}. Using the built-in catalog.")
+            st.error(f"{str(err).rstrip('.')}. Using the built-in catalog.")
     cat = state.catalog()
     st.caption(f"In use: **{cat.name}** · {len(cat):,} items")
     if cat.problems:
@@ -92,11 +93,14 @@ def _sidebar_scenario() -> None:
 
 
 with st.sidebar:
+    if state.POLICY.shared:
+        st.caption("🔒 Shared server: models and data folders come from the operator's list; "
+                   "your training runs are yours alone.")
     _sidebar_scenario()
     _sidebar_model()
     _sidebar_catalog()
 
-page = st.navigation([
+pages = [
     st.Page("app_pages/recommend.py", title="Recommend", icon="🎯", default=True),
     st.Page("app_pages/rerank.py", title="LLM re-rank", icon="🤖"),
     st.Page("app_pages/attention.py", title="Attention", icon="🔍"),
@@ -107,5 +111,6 @@ page = st.navigation([
     st.Page("app_pages/evaluate.py", title="Evaluate", icon="📏"),
     st.Page("app_pages/train.py", title="Train", icon="🏋️"),
     st.Page("app_pages/scenarios.py", title="Scenarios", icon="💾"),
-])
+]
+page = st.navigation(pages)
 page.run()

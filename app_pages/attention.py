@@ -23,7 +23,7 @@ try:
 except ModelLoadError as err:
     st.error(str(err))
     st.stop()
-pair = state.pair_attention(model.name, st.session_state[state.TRUST_KEY], page.context_text,
+pair = state.pair_attention(model.name, state.encoder_trust(), page.context_text,
                             page.catalog.text(item_id))
 
 for key, top in (("att_layer", pair.n_layers - 1), ("att_head", pair.n_heads - 1)):

@@ -1,4 +1,5 @@
-"""Evaluate: offline quality on MovieLens, every number labelled with its protocol."""
+"""Evaluate: offline quality on MovieLens or on a log whose events carry context, every number
+labelled with its protocol."""
 
 import json
 from pathlib import Path
@@ -6,22 +7,54 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from ctxrec.context_log import CONTEXT_PROTOCOLS, ColumnMap, evaluate_context, read_context_log
 from ctxrec.embed_cache import data_home
-from ctxrec.experiment import MODELS, ExperimentConfig, results_table, run_experiment
+from ctxrec.experiment import (MASKINGS, MODELS, ExperimentConfig, results_table, run_experiment,
+                               save_results)
 from ctxrec.export import safe_csv
 from ctxrec.movielens import find_movielens_folders
 from ctxrec.viz import metric_bars_figure, rank_distribution_figure
+from ui import state
+from ui.pickers import folder_picker
 
 RESULTS = data_home() / "results"
+MODELS_HOME = data_home() / "models"
+MASK_WORDS = {"both": "both, side by side", "unmasked": "not masked", "masked": "masked"}
+PROTOCOL_WORDS = {"repeat": "repeat: nothing masked (people use items again)",
+                  "discovery": "discovery: an item new to the user, used items masked"}
+
+
+def _progress_run(job, *args, **kwargs) -> dict | None:
+    """Run ``job`` with a progress bar; a bad input or a broken model shows its message."""
+    bar = st.progress(0.0, text="Starting…")
+    try:
+        run = job(*args, **kwargs, progress=lambda stage, done, total: bar.progress(
+            done / total, text=f"{stage}: {done:,} / {total:,}"))
+    except (FileNotFoundError, ValueError) as err:
+        st.error(str(err))
+        return None
+    finally:
+        bar.empty()
+    path = save_results(run, RESULTS)
+    st.session_state["ev_result"] = run
+    st.success(f"Saved to {path}")
+    return run
+
+
+def _pairs(text: str) -> dict[str, str]:
+    return dict(pair.split("=", 1) for pair in text.split() if "=" in pair)
+
 
 st.title("📏 Evaluate")
-run_tab, load_tab = st.tabs(["Run", "Load results"])
-with run_tab:
-    default = next((str(p) for p in find_movielens_folders()), "")
-    st.session_state.setdefault("ev_data", default)
-    data = st.text_input("MovieLens folder", key="ev_data",
-                         help="ml-latest-small, ml-25m or ml-1m layout")
+movielens_tab, log_tab, load_tab = st.tabs(["MovieLens", "Log with context", "Load results"])
+with movielens_tab:
+    data = folder_picker("MovieLens folder", "ev_data", list(find_movielens_folders()),
+                         hint="ml-latest-small, ml-25m or ml-1m layout")
     models = st.multiselect("Models", MODELS, default=list(MODELS), key="ev_models")
+    saved = sorted(p.parent for p in MODELS_HOME.glob("*/config.json")) \
+        if MODELS_HOME.is_dir() else []
+    checkpoints = st.multiselect("Trained sequence models (with several, also their ensemble)",
+                                 saved, format_func=lambda p: p.name, key="ev_checkpoints")
     left, right = st.columns(2)
     split = left.radio("Split", ("leave-last-out", "temporal", "random"), key="ev_split",
                        horizontal=True)
@@ -29,7 +62,8 @@ with run_tab:
                   "one global time cut; random: a random held-out item per user.")
     protocol = left.radio("Protocol", ("full", "sampled"), key="ev_protocol", horizontal=True,
                           format_func={"full": "full ranking", "sampled": "sampled negatives"}.get)
-    mask = left.checkbox("Mask the user's history (full ranking)", key="ev_mask")
+    masking = left.radio("Items the user used before the held-out one (full ranking)", MASKINGS,
+                         key="ev_masking", horizontal=True, format_func=MASK_WORDS.get)
     negatives = right.number_input("Negatives (sampled)", 10, 1000, 100, key="ev_negatives")
     sampling = right.radio("Sampling", ("uniform", "popularity"), key="ev_sampling",
                            horizontal=True)
@@ -39,28 +73,45 @@ with run_tab:
     extras = st.columns(2)
     do_ablations = extras[0].checkbox("Ablations of ctxrec", key="ev_ablations")
     blank = extras[1].checkbox("ctxrec with the context blanked", key="ev_blank")
-    if st.button("Run", key="ev_run", type="primary", disabled=not models):
-        config = ExperimentConfig(data=data, models=tuple(models), split=split, protocol=protocol,
-                                  mask_history=mask, n_negatives=int(negatives), sampling=sampling,
-                                  k=k, ablations=do_ablations, context_blank=blank,
-                                  max_users=int(max_users) or None)
-        bar = st.progress(0.0, text="Starting…")
+    if st.button("Run", key="ev_run", type="primary",
+                 disabled=not (data and (models or checkpoints))):
+        _progress_run(run_experiment, ExperimentConfig(
+            data=data, models=tuple(models), split=split, protocol=protocol, masking=masking,
+            n_negatives=int(negatives), sampling=sampling, k=k, ablations=do_ablations,
+            context_blank=blank, max_users=int(max_users) or None,
+            checkpoint=[str(p) for p in checkpoints] or None))
+with log_tab:
+    st.caption("A log of events with their context (time, or columns such as daytime, place, "
+               "companions, weather), ranked against the catalog chosen in the sidebar: ctxrec "
+               "with the event's context and with it blanked, beside the trivial baselines "
+               "(the user's own counts, popularity, both also within the same context).")
+    events_file = st.file_uploader("Events (CSV or TSV)", type=["csv", "tsv", "txt"],
+                                   key="ev_log_file")
+    mapping_text = st.text_input(
+        "Columns (FIELD=COLUMN)", key="ev_log_map", value="user=user item=item",
+        help="fields: user item timestamp daytime weekday weekend place city companions")
+    extra_text = st.text_input("Other context columns (NAME=COLUMN)", key="ev_log_extra",
+                               placeholder="weather=Weather")
+    left, right = st.columns(2)
+    log_protocol = left.radio("Protocol", CONTEXT_PROTOCOLS, key="ev_log_protocol",
+                              format_func=PROTOCOL_WORDS.get)
+    seed = right.number_input("Seed (picks the held-out event when the log has no time)", 0,
+                              10**6, 0, key="ev_log_seed")
+    log_k = right.slider("K", 1, 50, 10, key="ev_log_k")
+    if st.button("Run on the log", key="ev_log_run", type="primary", disabled=events_file is None):
         try:
-            run = run_experiment(config, progress=lambda stage, done, total: bar.progress(
-                done / total, text=f"{stage}: {done:,} / {total:,}"))
-        except (FileNotFoundError, ValueError) as err:
-            bar.empty()
-            st.error(str(err))
+            mapping = ColumnMap(**_pairs(mapping_text),
+                                extra=tuple(_pairs(extra_text).items()))
+            events = read_context_log(events_file, mapping, state.catalog())
+        except (TypeError, ValueError) as err:
+            st.error(f"Could not read the log: {err}")
         else:
-            bar.empty()
-            RESULTS.mkdir(parents=True, exist_ok=True)
-            path = RESULTS / f"{run['created'].replace(':', '')}.json"
-            path.write_text(json.dumps(run))
-            st.session_state["ev_result"] = run
-            st.success(f"Saved to {path}")
+            _progress_run(evaluate_context, state.recommender(), events, log_protocol,
+                          k=log_k, seed=int(seed))
 with load_tab:
     files = sorted(RESULTS.glob("*.json"), reverse=True) if RESULTS.is_dir() else []
-    st.caption(f"Results from `python -m ctxrec evaluate --out …` or earlier runs, in {RESULTS}.")
+    st.caption(f"Results from `python -m ctxrec evaluate` or `evaluate-context`, or earlier runs, "
+               f"in {RESULTS}.")
     chosen = st.selectbox("Results file", files, format_func=lambda p: p.name, key="ev_file",
                           index=None, placeholder="pick a results file…")
     if chosen is not None and st.button("Load", key="ev_load"):
@@ -75,13 +126,18 @@ if run:
     st.subheader(f"{run['dataset']} · {run['protocol']} · K = {k}")
     st.caption(f"Split: {run['split']} · {run['results'][0]['users']:,} users · commit "
                f"{run['commit']} · {run['created']}. Intervals: 95 % bootstrap over users; p: "
-               "paired sign-flip test against the first model.")
+               "paired sign-flip test against the first model under the same protocol.")
+    if "p_ndcg_context_vs_blank" in run:
+        st.caption(f"Context against context blanked: paired p = "
+                   f"{run['p_ndcg_context_vs_blank']:.3g}.")
     table = pd.DataFrame(results_table(run))
     st.dataframe(table, hide_index=True, key="ev_table")
     rows = run["results"]
-    st.plotly_chart(metric_bars_figure([r["model"] for r in rows], [r[f"NDCG@{k}"] for r in rows],
-                                       [r["ndcg_ci95"] for r in rows],
-                                       f"NDCG@{k} — {run['protocol']}"), key="ev_bars")
+    several = len(run.get("protocols", [run["protocol"]])) > 1
+    st.plotly_chart(metric_bars_figure(
+        [f"{r['model']} ({r['protocol']})" if several else r["model"] for r in rows],
+        [r[f"NDCG@{k}"] for r in rows], [r["ndcg_ci95"] for r in rows],
+        f"NDCG@{k} — {run['protocol']}"), key="ev_bars")
     st.plotly_chart(rank_distribution_figure(run["per_user"], k), key="ev_ranks")
     st.download_button("Download results (JSON)", json.dumps(run, indent=2),
                        file_name="ctxrec-results.json", key="ev_json")

@@ -30,7 +30,7 @@ left, right = st.columns(2)
 layer = left.slider("Layer", 0, layers - 1, key="att_layer")
 head = right.slider("Head", 0, heads - 1, key="att_head")
 try:
-    tokens, step = state.step_by_step(model.name, st.session_state[state.TRUST_KEY], text, layer,
+    tokens, step = state.step_by_step(model.name, state.encoder_trust(), text, layer,
                                       head)
 except ValueError as err:
     st.error(str(err))

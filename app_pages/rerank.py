@@ -4,13 +4,14 @@ import streamlit as st
 
 from ctxrec import COMPONENTS, ModelLoadError
 from ctxrec.llm_models import DEFAULT_LLM
+from ctxrec.server_policy import PolicyError
 from ctxrec.viz import bar_figure, contributions_figure, heatmap_figure
 from ui import state
 from ui.options import current_ranking
 from ui.page_setup import context_summary, prepare
+from ui.pickers import model_picker
 
-LLM_CHOICES = (DEFAULT_LLM, "Qwen/Qwen2.5-1.5B-Instruct", "Qwen/Qwen2.5-7B-Instruct",
-               "Other (Hugging Face id or local folder)…")
+SUGGESTED_LLMS = ("Qwen/Qwen2.5-1.5B-Instruct", "Qwen/Qwen2.5-7B-Instruct")
 VIEWS = {"Answer position, head average": "average", "Answer position, one head": "head",
          "Rollout (all layers)": "rollout"}
 
@@ -23,17 +24,17 @@ st.caption("The first stage ranks the whole catalog; a generative language model
            "and added with the weight you set, as the **llm** component.")
 
 model_col, k_col, w_col = st.columns([3, 2, 2])
-choice = model_col.selectbox("Language model", LLM_CHOICES, key="llm_choice")
-name = model_col.text_input("Model id or folder", key="llm_custom") \
-    if choice == LLM_CHOICES[-1] else choice
+pick = model_picker("llm", "Language model", DEFAULT_LLM, SUGGESTED_LLMS, key="llm",
+                    container=model_col)
 top_k = k_col.slider("Re-rank the top K", 3, 50, 20, key="llm_k")
 weight = w_col.slider("LLM weight", 0.0, 3.0, 1.0, step=0.1, key="llm_weight")
-if not name.strip():
+if not pick.name:
     st.info("Type a model id or folder to load it.")
     st.stop()
 try:
-    reranker = state.llm_reranker(name.strip(), st.session_state[state.TRUST_KEY])
-except ModelLoadError as err:
+    state.POLICY.check_model("llm", pick.name, DEFAULT_LLM)
+    reranker = state.llm_reranker(pick.name, pick.trust_remote_code)
+except (ModelLoadError, PolicyError) as err:
     st.error(str(err))
     st.stop()
 llm = reranker.llm

@@ -1,5 +1,6 @@
 """Train: the self-attentive sequence model on real interactions, with live curves."""
 
+import hashlib
 import json
 from datetime import datetime
 from pathlib import Path
@@ -12,9 +13,11 @@ from ctxrec.movielens import find_movielens_folders
 from ctxrec.sequence_experiment import TrainingRun
 from ctxrec.sequence_model import SequenceConfig
 from ctxrec.sequence_train import TrainConfig
+from ctxrec.server_policy import PolicyError
 from ctxrec.training_job import TrainingJob, latest_job, start_job
 from ctxrec.viz import training_curves_figure
 from ui import state
+from ui.pickers import folder_picker
 
 MODELS = data_home() / "models"
 REPRS = {"hybrid": "ID + language-model text (hybrid)", "id": "ID embedding only",
@@ -69,7 +72,7 @@ def finished_job(job: TrainingJob) -> None:
 @st.fragment(run_every=1.0)
 def running_job() -> None:
     """Redrawn on its own every second while the job runs; the whole page once it ends."""
-    job = latest_job()
+    job = latest_job(state.owner())
     if job is None or job.done:
         st.rerun(scope="app")
     budget = job.run.train.time_budget_s or 0
@@ -99,10 +102,9 @@ with new_tab:
     data = log_file = None
     mapping: dict[str, str] = {}
     if source == "MovieLens folder":
-        found = [str(p) for p in find_movielens_folders()]
-        st.session_state.setdefault("tr_data", found[0] if found else "")
-        data = st.text_input("Folder", key="tr_data", help="ml-latest-small, ml-1m or ml-25m; "
-                             "`python -m ctxrec data download ml-latest-small` fetches one")
+        data = folder_picker("Folder", "tr_data", find_movielens_folders(),
+                             hint="ml-latest-small, ml-1m or ml-25m; `python -m ctxrec data "
+                                  "download ml-latest-small` fetches one")
     else:
         st.caption(f"Items must be ids of the active catalog (**{state.catalog().name}**).")
         upload = st.file_uploader("Log CSV: one row per interaction", type=["csv"],
@@ -110,7 +112,9 @@ with new_tab:
         if upload is not None:
             uploads = data_home() / "uploads"
             uploads.mkdir(parents=True, exist_ok=True)
-            log_file = str(uploads / Path(upload.name).name)
+            # named by content, so two sessions uploading "log.csv" never overwrite each other
+            digest = hashlib.sha256(upload.getvalue()).hexdigest()[:12]
+            log_file = str(uploads / f"{digest}-{Path(upload.name).name}")
             Path(log_file).write_bytes(upload.getvalue())
             header = upload.getvalue().split(b"\n", 1)[0].decode("utf-8", "replace")
             columns = [c.strip() for c in header.split(",")]
@@ -123,7 +127,7 @@ with new_tab:
                                        key=f"tr_map_{field}")
                 if chosen:
                     mapping[field] = chosen
-    job = latest_job()
+    job = latest_job(state.owner())
     running = job is not None and not job.done
     with st.form("tr_form"):
         left, mid, right = st.columns(3)
@@ -152,9 +156,11 @@ with new_tab:
         name = Path(data or log_file or "model").stem + \
             f"-{item_repr}-{memory}-{datetime.now():%Y%m%d-%H%M%S}"
         try:
-            start_job(run, MODELS / name)
-        except RuntimeError as err:
-            st.warning(f"Not started: {err}.")
+            if data:
+                state.POLICY.check_folder(data)
+            start_job(run, MODELS / name, owner=state.owner())
+        except (RuntimeError, PolicyError) as err:
+            st.warning(f"Not started: {str(err).rstrip('.')}.")
         else:
             st.rerun()
     if running:

@@ -7,6 +7,7 @@ return their weights.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -161,6 +162,10 @@ class AttentionModel:
         name: ``DEFAULT_ENCODER``, a Hugging Face id or a local folder; encoders and causal LMs.
         device: picked automatically when ``None``.
         trust_remote_code: allow the model's own code (off unless the person turns it on).
+
+    One instance serves many threads at once (the app's sessions share it): tokenizing takes a
+    lock (a fast tokenizer cannot change its truncation settings while another thread encodes),
+    and the hooks of :meth:`step_by_step` record only the forward pass of the thread that set them.
     """
 
     def __init__(self, name: str = DEFAULT_ENCODER, device: str | None = None,
@@ -182,6 +187,7 @@ class AttentionModel:
         except Exception as err:  # any loader failure becomes one readable message
             raise ModelLoadError(f"Could not load '{name}' for attention: {err}") from err
         self.model.to(self.device).eval()
+        self._tokenizing = threading.Lock()
 
     def _encode_pair(self, first: str, second: str, max_tokens: int) -> dict:
         tok = self.tokenizer
@@ -205,7 +211,8 @@ class AttentionModel:
         Args:
             max_tokens: each text is cut to this many tokens before the pair is built.
         """
-        inputs = self._encode_pair(context_text, item_text, max_tokens)
+        with self._tokenizing:
+            inputs = self._encode_pair(context_text, item_text, max_tokens)
         segments = np.asarray(inputs.pop("segments"))
         tensors = {k: torch.tensor([v], device=self.device) for k, v in inputs.items()}
         out = self.model(**tensors, output_attentions=True)
@@ -226,12 +233,20 @@ class AttentionModel:
         """
         projections = self._projections(layer)
         captured: dict[str, torch.Tensor] = {}
+        me = threading.get_ident()
+
+        def keep(name: str, output: torch.Tensor) -> None:
+            # the hooks sit on modules every session's forward passes run through
+            if threading.get_ident() == me:
+                captured[name] = output
+
         hooks = [module.register_forward_hook(
-            lambda _m, _i, output, name=name: captured.__setitem__(name, output))
+            lambda _m, _i, output, name=name: keep(name, output))
             for name, module in projections.items()]
         try:
-            encoded = self.tokenizer(text, truncation=True, max_length=max_tokens,
-                                     return_tensors="pt").to(self.device)
+            with self._tokenizing:
+                encoded = self.tokenizer(text, truncation=True, max_length=max_tokens,
+                                         return_tensors="pt").to(self.device)
             out = self.model(**encoded, output_attentions=True)
         finally:
             for hook in hooks:

@@ -47,7 +47,10 @@ def _parser() -> argparse.ArgumentParser:
                     default="leave-last-out")
     ev.add_argument("--time-order", choices=TIME_ORDERS, default="exact", help=TIME_ORDER_HELP)
     ev.add_argument("--protocol", choices=["full", "sampled"], default="full")
-    ev.add_argument("--mask-history", action="store_true")
+    ev.add_argument("--masking", choices=["both", "unmasked", "masked"], default="both",
+                    help="full ranking: report every model with the user's earlier items left "
+                         "in the candidates, taken out, or both (default)")
+    ev.add_argument("--mask-history", action="store_true", help="the same as --masking masked")
     ev.add_argument("--negatives", type=int, default=100)
     ev.add_argument("--sampling", choices=["uniform", "popularity"], default="uniform")
     ev.add_argument("-k", type=int, default=10)
@@ -67,15 +70,25 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", help="results JSON (default: $CTXREC_HOME/results/<time>.json)")
 
     cx = sub.add_parser("evaluate-context",
-                        help="context-aware vs context blanked on a log whose events carry context")
+                        help="ctxrec (context-aware and blanked) and the trivial baselines on a "
+                             "log whose events carry context, under the repeat or discovery "
+                             "protocol; JSON results")
     cx.add_argument("--events", required=True, help="events file, comma- or tab-separated")
     cx.add_argument("--catalog", help="catalog CSV (default: the built-in catalog)")
     cx.add_argument("--map", nargs="+", default=[], metavar="FIELD=COLUMN",
                     help="e.g. user=uid item=item_id daytime=Daytime weekend=DayType "
                          "place=Location (fields: user item timestamp daytime weekday weekend "
                          "place city companions)")
+    cx.add_argument("--context", nargs="+", default=[], metavar="NAME=COLUMN",
+                    help="other categorical context columns, e.g. weather=Weather")
+    cx.add_argument("--protocol", choices=["repeat", "discovery"], default="repeat",
+                    help="repeat: one held-out event per user, nothing masked; discovery: an "
+                         "item new to the user, every item used before masked")
+    cx.add_argument("--seed", type=int, default=0,
+                    help="picks the held-out event in logs without timestamps")
     cx.add_argument("-k", type=int, default=10)
     cx.add_argument("--model", default=None)
+    cx.add_argument("--out", help="results JSON (default: $CTXREC_HOME/results/<time>.json)")
 
     tr = sub.add_parser("train", help="train the self-attentive sequence model; JSON results")
     source = tr.add_mutually_exclusive_group(required=True)
@@ -194,27 +207,39 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from .embed_cache import data_home
     from .experiment import ExperimentConfig, run_experiment
 
     config = ExperimentConfig(data=args.data, models=tuple(args.models), split=args.split,
-                              time_order=args.time_order,
-                              protocol=args.protocol,
-                              mask_history=args.mask_history, n_negatives=args.negatives,
+                              time_order=args.time_order, protocol=args.protocol,
+                              masking="masked" if args.mask_history else args.masking,
+                              n_negatives=args.negatives,
                               sampling=args.sampling, k=args.k, target=args.target,
                               ablations=args.ablations, context_blank=args.context_blank,
                               max_users=args.max_users, checkpoint=args.checkpoint,
                               llm_rerank=args.llm_rerank, llm=args.llm, llm_k=args.llm_k,
                               llm_weight=args.llm_weight)
-    run = run_experiment(config, progress=lambda stage, done, total: print(
-        f"\r{stage}: {done}/{total}", end="\n" if done == total else "", file=sys.stderr))
-    out = Path(args.out) if args.out else \
-        data_home() / "results" / f"{datetime.now():%Y%m%d-%H%M%S}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(run, indent=2))
-    print(json.dumps({k: v for k, v in run.items() if k != "per_user"}, indent=2))
-    print(f"results written to {out}", file=sys.stderr)
+    run = run_experiment(config, progress=_print_stage)
+    _write_results(run, args.out)
     return 0
+
+
+def _write_results(run: dict, out: str | None) -> None:
+    """Save the run (a new file under $CTXREC_HOME/results unless ``out`` is given) and print it
+    without its per-user ranks."""
+    from .experiment import save_results
+
+    if out:
+        path = Path(out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(run, indent=2))
+    else:
+        path = save_results(run)
+    print(json.dumps({k: v for k, v in run.items() if k != "per_user"}, indent=2))
+    print(f"results written to {path}", file=sys.stderr)
+
+
+def _print_stage(stage: str, done: int, total: int) -> None:
+    print(f"\r{stage}: {done}/{total}", end="\n" if done == total else "", file=sys.stderr)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -258,18 +283,20 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate_context(args: argparse.Namespace, catalog, encoder, vectors) -> int:
-    from .context_log import ColumnMap, compare_with_blank_context, read_context_log
+    from .context_log import ColumnMap, evaluate_context, read_context_log
     from .recommender import Recommender
 
     fields = dict(pair.split("=", 1) for pair in args.map if "=" in pair)
+    extra = tuple(tuple(pair.split("=", 1)) for pair in args.context if "=" in pair)
     try:
-        mapping = ColumnMap(**fields)
+        mapping = ColumnMap(**fields, extra=extra)
         events = read_context_log(args.events, mapping, catalog)
+        run = evaluate_context(Recommender(catalog, encoder, vectors), events, args.protocol,
+                               k=args.k, seed=args.seed, progress=_print_stage)
     except (TypeError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    result = compare_with_blank_context(Recommender(catalog, encoder, vectors), events, k=args.k)
-    print(json.dumps(result, indent=2))
+    _write_results(run, args.out)
     return 0
 
 

@@ -1,28 +1,47 @@
-"""Interaction logs whose events carry their context, and the context-aware evaluation on them.
+"""Interaction logs whose events carry their context, and the two evaluation protocols on them.
 
 Two kinds of log are read: events with timestamps (the time becomes daypart, weekday/weekend and
-season) and events with categorical context columns (daytime, weekday, weekend flag, home/work,
-city, companions), as in public context-aware datasets. Column names are mapped by the person;
-values the vocabulary does not know are tolerated and counted.
+season; seconds since 1970 and ISO times without a zone are read as UTC, ISO times with a zone keep
+that zone's wall clock) and events with categorical context columns (daytime, weekday, weekend
+flag, home/work, city, companions, and any other column named with ``extra``), as in public
+context-aware datasets. Column names are mapped by the person; values the vocabulary does not know
+are tolerated and counted.
+
+The protocols:
+
+- **repeat**: one held-out event per user, nothing masked, since people use the same items again
+  (the target may be in the history);
+- **discovery**: the held-out event is an item the user had not used before it, and every item
+  the user used before is masked.
+
+The held-out event is the user's last by time when the log has timestamps (ties broken at random),
+and one random event per user when it has none; the seed is stated in the results. File order is
+never taken as time: without timestamps the history is every other event of the user.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import IO, Literal
 
 import numpy as np
 import pandas as pd
 
 from .catalog import COMPANIONS, Catalog
-from .context import Context, HistoryEntry
-from .evaluate import bootstrap_ci, paired_test
-from .metrics import rank_of
+from .context import Context
+from .evaluate import (ContextPopularity, HeldOut, Popularity, Protocol, RecommenderRanker, Split,
+                       UserCounts, evaluate_protocols, paired_test, summarise, utc_time)
+from .experiment import code_version
 from .recommender import Recommender
-from .weights import Weights
 
-__all__ = ["ColumnMap", "ContextEvents", "compare_with_blank_context", "read_context_log"]
+__all__ = ["CONTEXT_PROTOCOLS", "ColumnMap", "ContextEvents", "context_split", "evaluate_context",
+           "read_context_log"]
+
+ContextProtocol = Literal["repeat", "discovery"]
+CONTEXT_PROTOCOLS: tuple[ContextProtocol, ...] = ("repeat", "discovery")
 
 _HOURS = {"morning": 8, "midday": 12, "noon": 12, "afternoon": 15, "evening": 19, "night": 22,
           "late": 23, "dawn": 6}
@@ -30,12 +49,22 @@ _WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday",
 _MONDAY = datetime(2026, 11, 23)  # any Monday: categorical logs name a weekday, not a date
 _PLACES = {"home": "home", "work": "work", "office": "work", "school": "work",
            "commute": "commute", "car": "commute", "transport": "commute", "city": "city",
+           "cinema": "city", "restaurant": "city",
            "outdoors": "outdoors", "outside": "outdoors", "gym": "gym", "travel": "travel"}
+_COMPANIONS = {"solo": "alone", "couple": "partner", "couples": "partner", "business": "colleagues",
+               "children": "kids", "child": "kids", "friend": "friends", **{c: c for c in COMPANIONS}}
+_MISSING = {"", "na", "n/a", "nan", "null", "none", "unknown", "?"}  # how logs write "not given"
+_CONTEXT_FIELDS = ("daytime", "weekday", "weekend", "place", "city", "companions")
 
 
 @dataclass(frozen=True)
 class ColumnMap:
-    """Which column of the events file holds what. ``None`` means the log lacks it."""
+    """Which column of the events file holds what. ``None`` means the log lacks it.
+
+    Attributes:
+        extra: other categorical context columns (name → column), e.g. weather; they take part
+            in the "same context" of the baselines.
+    """
 
     user: str = "user"
     item: str = "item"
@@ -46,117 +75,234 @@ class ColumnMap:
     place: str | None = None  # home / work / …
     city: str | None = None
     companions: str | None = None  # alone / partner / friends / family / kids / colleagues
+    extra: tuple[tuple[str, str], ...] = ()
+
+    def columns(self) -> dict[str, str]:
+        named = {k: v for k, v in vars(self).items() if k != "extra" and v is not None}
+        return {**named, **dict(self.extra)}
 
 
 @dataclass
 class ContextEvents:
-    """Events in order, each with its own Context (history filled in at evaluation time)."""
+    """Events in file order, each with its own Context (history filled in at evaluation time).
+
+    Attributes:
+        timestamps: seconds since 1970 (UTC) per event, or None when the log has no time.
+        keys: each event's context as one string ("field=value|…"; unknown values are empty).
+    """
 
     users: list[str]
     items: list[str]
     contexts: list[Context]
+    keys: list[str]
+    timestamps: np.ndarray | None
     unknown_values: dict[str, int] = field(default_factory=dict)
+    source: str = ""
 
 
-def read_context_log(events: str | Path, mapping: ColumnMap, catalog: Catalog,
+def read_context_log(events: str | Path | IO, mapping: ColumnMap, catalog: Catalog,
                      sep: str | None = None) -> ContextEvents:
-    """Read an events file (comma- or tab-separated; detected when ``sep`` is None).
+    """Read an events file or an open file (comma- or tab-separated; detected when ``sep`` is
+    None). Events whose
+    item is not in the catalog, or whose timestamp cannot be read, are left out and counted.
 
     Raises:
-        ValueError: a mapped column is missing from the file (the message lists what it has).
+        ValueError: a mapped column is missing from the file (the message lists what it has), or
+            no event's item is in the catalog.
     """
-    table = pd.read_csv(events, sep=sep, engine="python", dtype=str, keep_default_na=False)
+    source = Path(getattr(events, "name", None) or str(events)).name
+    try:
+        table = pd.read_csv(events, sep=sep, engine="python", dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise ValueError(f"{source} is not a readable CSV or TSV file ({err})") from err
     table.columns = [c.strip() for c in table.columns]
-    wanted = {k: v for k, v in vars(mapping).items() if v is not None}
-    missing = [f"{k}={v}" for k, v in wanted.items() if v not in table.columns]
+    missing = [f"{k}={v}" for k, v in mapping.columns().items() if v not in table.columns]
     if missing:
-        raise ValueError(f"columns not in {Path(events).name}: {', '.join(missing)} (it has: "
+        raise ValueError(f"columns not in {source}: {', '.join(missing)} (it has: "
                          f"{', '.join(table.columns)})")
     unknown: dict[str, int] = {}
-    contexts = [_context(row, mapping, unknown) for row in table.to_dict("records")]
-    known = [catalog.position(str(i)) is not None for i in table[mapping.item]]
-    if not any(known):
+    parsed = [_event(row, mapping, unknown) for row in table.to_dict("records")]
+    known = np.array([catalog.position(str(i)) is not None for i in table[mapping.item]])
+    if not known.any():
         raise ValueError(f"no event's item is in {catalog.name}: check the item column mapping")
-    keep = np.flatnonzero(known)
-    return ContextEvents(users=[str(table[mapping.user].iloc[i]) for i in keep],
-                         items=[str(table[mapping.item].iloc[i]) for i in keep],
-                         contexts=[contexts[i] for i in keep], unknown_values=unknown)
+    if (~known).any():
+        unknown["item not in the catalog"] = int((~known).sum())
+    timed = mapping.timestamp is not None
+    keep = np.flatnonzero(known & np.array([not timed or p[2] is not None for p in parsed]))
+    return ContextEvents(
+        users=[str(table[mapping.user].iloc[i]) for i in keep],
+        items=[str(table[mapping.item].iloc[i]) for i in keep],
+        contexts=[parsed[i][0] for i in keep], keys=[parsed[i][1] for i in keep],
+        timestamps=np.array([parsed[i][2] for i in keep], dtype=np.float64) if timed else None,
+        unknown_values=unknown, source=source)
 
 
-def _context(row: dict, m: ColumnMap, unknown: dict[str, int]) -> Context:
-    def value(column: str | None) -> str:
-        return str(row.get(column, "")).strip().lower() if column else ""
+def _value(row: dict, column: str | None) -> str:
+    text = str(row.get(column, "")).strip().lower() if column else ""
+    return "" if text in _MISSING else text
 
+
+def _event(row: dict, m: ColumnMap, unknown: dict[str, int]) -> tuple[Context, str, float | None]:
+    """One row → its Context, its context key and its time (seconds since 1970, UTC)."""
     def miss(kind: str) -> None:
         unknown[kind] = unknown.get(kind, 0) + 1
 
-    when = _MONDAY + timedelta(days=2, hours=12)  # a neutral Wednesday noon
-    if value(m.timestamp):
-        raw = value(m.timestamp)
-        try:
-            when = datetime.fromtimestamp(int(raw)) if raw.isdigit() else \
-                datetime.fromisoformat(raw)
-        except (ValueError, OSError):
+    when, seconds = _MONDAY + timedelta(days=2, hours=12), None  # a neutral Wednesday noon
+    key: dict[str, str] = {}
+    if m.timestamp is not None:
+        parsed = _parse_time(_value(row, m.timestamp))
+        if parsed is None:
             miss("timestamp")
+        else:
+            when, seconds = parsed
+            key.update(daypart=Context(when=when).daypart, day=Context(when=when).day_type)
+    day, weekend, daytime = _value(row, m.weekday), _value(row, m.weekend), _value(row, m.daytime)
+    if day in _WEEKDAYS:
+        named = _MONDAY + timedelta(days=_WEEKDAYS.index(day))
+    elif weekend in ("weekend", "1", "true", "yes"):
+        named = _MONDAY + timedelta(days=5)
+    elif weekend in ("weekday", "workday", "0", "false", "no"):
+        named = _MONDAY + timedelta(days=2)
     else:
-        day = value(m.weekday)
-        weekend = value(m.weekend)
-        if day in _WEEKDAYS:
-            when = _MONDAY + timedelta(days=_WEEKDAYS.index(day))
-        elif weekend in ("weekend", "1", "true", "yes"):
-            when = _MONDAY + timedelta(days=5)
-        elif weekend in ("weekday", "workday", "0", "false", "no"):
-            when = _MONDAY + timedelta(days=2)
-        elif day or weekend:
+        named = when
+        if day or weekend:
             miss("weekday")
-        daytime = value(m.daytime)
-        if daytime in _HOURS:
-            when = when.replace(hour=_HOURS[daytime])
-        elif daytime:
-            miss("daytime")
-    place = _PLACES.get(value(m.place), "home")
-    if value(m.place) and value(m.place) not in _PLACES:
+    if daytime in _HOURS:
+        named = named.replace(hour=_HOURS[daytime])
+    elif daytime:
+        miss("daytime")
+    if seconds is None:  # a real time beats the named day and daytime
+        when = named
+    place_text = _value(row, m.place)
+    if place_text and place_text not in _PLACES:
         miss("place")
-    companions = tuple(c for c in value(m.companions).replace(";", ",").split(",")
-                       if c in COMPANIONS)
-    return Context(when=when, place=place, city=value(m.city).title(), companions=companions)
+    companions = tuple(_COMPANIONS[c.strip()] for c in
+                       _value(row, m.companions).replace(";", ",").split(",")
+                       if c.strip() in _COMPANIONS)
+    for name in _CONTEXT_FIELDS:
+        if getattr(m, name) is not None:
+            key[name] = _value(row, getattr(m, name))
+    for name, column in m.extra:
+        key[name] = _value(row, column)
+    context = Context(when=when, place=_PLACES.get(place_text, "home"),
+                      city=_value(row, m.city).title(), companions=companions)
+    return context, "|".join(f"{k}={v}" for k, v in key.items()), seconds
 
 
-def compare_with_blank_context(recommender: Recommender, events: ContextEvents, k: int = 10,
-                               max_history: int = 50) -> dict:
-    """Each user's last event is ranked (full ranking, seen items excluded) with its own context
-    and with the context blanked, on the same events; history = the user's earlier items.
+def _parse_time(raw: str) -> tuple[datetime, float] | None:
+    """(wall-clock time, seconds since 1970) of a timestamp: numbers are seconds since 1970 in
+    UTC; ISO times without a zone are UTC; with a zone, the wall clock is that zone's."""
+    try:
+        if raw.replace(".", "", 1).isdigit():
+            seconds = float(raw)
+            return utc_time(seconds), seconds
+        parsed = datetime.fromisoformat(raw)
+    except (ValueError, OSError, OverflowError):
+        return None
+    if parsed.tzinfo is None:
+        return parsed, parsed.replace(tzinfo=timezone.utc).timestamp()
+    return parsed.replace(tzinfo=None), parsed.timestamp()
 
-    Returns:
-        JSON-ready summary: HR@k and NDCG@k for both, 95 % intervals, and the paired p-value.
-    """
+
+def context_split(events: ContextEvents, catalog: Catalog, protocol: ContextProtocol = "repeat",
+                  seed: int = 0) -> Split:
+    """Hold out one event per user under ``protocol`` (see the module docstring); the history is
+    every event of the user before it (without timestamps: every other event). Users with no
+    history, or (discovery) no event on an item new to them, are not evaluated; their events are
+    training data for the baselines like everyone's history."""
+    if protocol not in CONTEXT_PROTOCOLS:
+        raise ValueError(f"unknown protocol '{protocol}'; choose from "
+                         f"{', '.join(CONTEXT_PROTOCOLS)}")
+    rng = np.random.default_rng(seed)
+    positions = np.array([catalog.position(i) for i in events.items], dtype=np.int64)
+    keys = np.array(events.keys, dtype=object)
     by_user: dict[str, list[int]] = {}
     for index, user in enumerate(events.users):
         by_user.setdefault(user, []).append(index)
-    outcomes = {"context-aware": [], "context blanked": []}
-    for indices in by_user.values():
-        if len(indices) < 2:
+    histories, ratings, history_keys, test = {}, {}, {}, {}
+    counts = np.zeros(len(catalog))
+    for user, indices in by_user.items():
+        indices = np.array(indices)
+        chosen, earlier = _hold_out(indices, positions, events.timestamps, protocol, rng)
+        if chosen is None or earlier.size == 0:  # not evaluated; all of it is training data
+            chosen, earlier = None, indices
+        histories[user] = positions[earlier]
+        ratings[user] = np.full(earlier.size, np.nan)
+        history_keys[user] = keys[earlier]
+        np.add.at(counts, positions[earlier], 1)
+        if chosen is None:
             continue
-        last = indices[-1]
-        history = tuple(HistoryEntry(events.items[i]) for i in indices[:-1][-max_history:])
-        context = replace(events.contexts[last], history=history)
-        target = recommender.catalog.position(events.items[last])
-        weights = recommender.recommend(context, k=1).weights
-        blank = Weights.manual({**weights.values, "context": 0.0})
-        for name, w in (("context-aware", weights), ("context blanked", blank)):
-            scores = recommender.score_all(context, w).astype(np.float64)
-            seen = [recommender.catalog.position(h.item_id) for h in history]
-            scores[[s for s in seen if s != target]] = -np.inf
-            outcomes[name].append(rank_of(scores[None, :], np.array([target]))[0])
-    summary: dict = {"protocol": "full ranking, seen items excluded", "k": k,
-                     "events": len(outcomes["context-aware"]),
-                     "unknown_values": events.unknown_values}
-    ndcg = {}
-    for name, ranks in outcomes.items():
-        ranks = np.asarray(ranks)
-        hit = ranks <= k
-        ndcg[name] = np.where(hit, 1 / np.log2(ranks + 1), 0.0)
-        summary[name] = {f"HR@{k}": float(hit.mean()), f"NDCG@{k}": float(ndcg[name].mean()),
-                         "ndcg_ci95": list(bootstrap_ci(ndcg[name]))}
-    summary["p_ndcg"] = paired_test(ndcg["context-aware"], ndcg["context blanked"])
-    return summary
+        time = None if events.timestamps is None else float(events.timestamps[chosen])
+        test[user] = HeldOut(int(positions[chosen]), time, context=events.contexts[chosen],
+                             key=events.keys[chosen])
+    held = "the last event by time" if events.timestamps is not None else \
+        f"one random event per user (seed {seed})"
+    name = f"{protocol}: {held}" + ("; items used before masked" if protocol == "discovery"
+                                    else "; nothing masked")
+    return Split(histories, ratings, {}, test, counts, name, history_keys)
+
+
+def _hold_out(indices: np.ndarray, positions: np.ndarray, timestamps: np.ndarray | None,
+              protocol: ContextProtocol, rng: np.random.Generator
+              ) -> tuple[int | None, np.ndarray]:
+    """The held-out event of one user's events and the events that count as before it."""
+    items = positions[indices]
+    if timestamps is None:
+        eligible = np.ones(len(indices), dtype=bool) if protocol == "repeat" else \
+            np.array([(items == item).sum() == 1 for item in items])
+        if not eligible.any():
+            return None, indices[:0]
+        pick = rng.choice(np.flatnonzero(eligible))
+        return int(indices[pick]), np.delete(indices, pick)
+    times = timestamps[indices]
+    order = np.argsort(times, kind="stable")
+    if protocol == "repeat":
+        eligible = np.ones(len(indices), dtype=bool)
+    else:  # an item is new at an event when no earlier event of the user has it
+        eligible = np.array([not ((items == item) & (times < t)).any()
+                             for item, t in zip(items, times)])
+    if not eligible.any():
+        return None, indices[:0]
+    latest = times[eligible].max()
+    pick = int(rng.choice(np.flatnonzero(eligible & (times == latest))))
+    before = order[times[order] < times[pick]]
+    return int(indices[pick]), indices[before]
+
+
+def evaluate_context(recommender: Recommender, events: ContextEvents,
+                     protocol: ContextProtocol = "repeat", k: int = 10, seed: int = 0,
+                     progress: Callable[[str, int, int], None] | None = None) -> dict:
+    """Rank each user's held-out event with ctxrec (its own context, and the context blanked)
+    and the trivial baselines, under ``protocol``, on the same events and the same masks.
+
+    Returns:
+        JSON-ready results: NDCG, HR and MRR at ``k`` per ranker with 95 % intervals, the paired
+        p-value of every ranker against ctxrec and of context against blanked context, per-user
+        ranks, and what was left out of the log.
+    """
+    split = context_split(events, recommender.catalog, protocol, seed)
+    if not split.test:
+        raise ValueError(f"no user of {events.source or 'the log'} has an event to hold out "
+                         f"under the {protocol} protocol with an earlier event before it")
+    n_items = len(recommender.catalog)
+    rankers = [RecommenderRanker(recommender, name="ctxrec"),
+               RecommenderRanker(recommender, name="ctxrec, context blanked", blank_context=True)]
+    if protocol == "repeat":  # in discovery every item these count is masked
+        rankers += [UserCounts(n_items), UserCounts(n_items, same_context=True)]
+    rankers += [Popularity(split.train_counts), ContextPopularity(split)]
+    rule = Protocol("full", mask_history=protocol == "discovery")
+    evaluated = []
+    for ranker in rankers:
+        evaluated += evaluate_protocols(
+            ranker, split, [rule], k=k,
+            progress=(lambda d, t, n=ranker.name: progress(n, d, t)) if progress else None)
+    results, per_user = summarise(evaluated, seed=seed)
+    return {"dataset": events.source, "split": split.name, "protocol": f"{protocol} ({rule.label})",
+            "protocols": [f"{protocol} ({rule.label})"], "k": k, "seed": seed,
+            "events": len(split.test), "unknown_values": events.unknown_values,
+            "results": results,
+            "p_ndcg_context_vs_blank": paired_test(per_user["ctxrec"]["ndcg"].to_numpy(),
+                                                   per_user["ctxrec, context blanked"]["ndcg"]
+                                                   .to_numpy(), seed=seed),
+            "created": datetime.now().isoformat(timespec="seconds"), "commit": code_version(),
+            "per_user": {name: table["rank"].tolist() for name, table in per_user.items()}}

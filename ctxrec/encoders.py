@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +79,10 @@ class TextEncoder:
         name: ``DEFAULT_ENCODER``, a Hugging Face model id or a local folder.
         device: ``cuda``, ``mps`` or ``cpu``; picked automatically when ``None``.
         trust_remote_code: allow a model's own Python code to run. Off unless the person turns it on.
+
+    Safe to share between threads: a fast tokenizer keeps its truncation settings as state and
+    refuses ("Already borrowed") to change them while another thread is encoding, so tokenizing
+    takes a lock; the forward passes do not.
     """
 
     def __init__(self, name: str = DEFAULT_ENCODER, device: str | None = None,
@@ -98,6 +103,7 @@ class TextEncoder:
         self.dim = int(self.model.get_embedding_dimension())
         self.max_tokens = int(self.model.max_seq_length or 512)
         self.tokenizer = self.model.tokenizer
+        self._tokenizing = threading.Lock()
 
     @property
     def precision(self) -> str:
@@ -112,8 +118,9 @@ class TextEncoder:
         if len(text.encode()) + 4 <= self.max_tokens:
             # no tokenizer makes more tokens than UTF-8 bytes plus a few special tokens
             return Truncation(n_tokens=0, max_tokens=self.max_tokens, kept_chars=len(text))
-        enc = self.tokenizer(text, add_special_tokens=True, truncation=False,
-                             return_offsets_mapping=self.tokenizer.is_fast, verbose=False)
+        with self._tokenizing:
+            enc = self.tokenizer(text, add_special_tokens=True, truncation=False,
+                                 return_offsets_mapping=self.tokenizer.is_fast, verbose=False)
         n_tokens = len(enc["input_ids"])
         kept = len(text)
         if n_tokens > self.max_tokens and self.tokenizer.is_fast:
@@ -149,7 +156,8 @@ class TextEncoder:
         return self.encode([text])[0]
 
     def _forward(self, texts: list[str]) -> np.ndarray:
-        features = self.model.preprocess(texts)
+        with self._tokenizing:
+            features = self.model.preprocess(texts)
         features = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v
                     for k, v in features.items()}
         emb = self.model(features)["sentence_embedding"].float()

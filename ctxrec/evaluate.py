@@ -7,9 +7,9 @@ whole catalog.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 from typing import Literal, Protocol
 
 import numpy as np
@@ -18,34 +18,100 @@ import torch
 
 from .catalog import Catalog
 from .context import Context, HistoryEntry
-from .metrics import rank_of
+from .metrics import single_target_metrics, target_position
 from .recommender import Recommender
 from .weights import COMPONENTS, Weights
 
-__all__ = ["EvalResult", "ItemKNN", "Popularity", "Ranker", "RecommenderRanker", "Split",
-           "SPLITS", "TIME_ORDERS", "TextSimilarity", "TimeOrder", "ablations", "bootstrap_ci",
-           "evaluate", "leave_last_out", "paired_test", "random_split", "temporal_split",
-           "user_context"]
+__all__ = ["EvalResult", "FULL_BOTH_WAYS", "HeldOut", "ItemKNN", "NonFiniteScores", "Popularity", "Protocol",
+           "Query", "Ranker", "RecommenderRanker", "Split", "SPLITS", "TIME_ORDERS",
+           "TextSimilarity", "TimeOrder", "UserCounts", "ContextPopularity", "ablations",
+           "bootstrap_ci", "evaluate", "summarise",
+           "evaluate_protocols", "leave_last_out", "paired_test", "query_context", "random_split",
+           "temporal_split", "utc_time"]
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """One held-out event.
+
+    Attributes:
+        item: its catalog position (what the rankers must find).
+        timestamp: seconds since 1970 in UTC, or None when the log has no time.
+        rating: the event's rating (NaN when the log has none).
+        context: the event's own situation (time, place, companions …; no history), when the log
+            carries one; else the time alone stands for it.
+        key: the event's context as one string, for the same-context baselines ("" when none).
+    """
+
+    item: int
+    timestamp: float | None = None
+    rating: float = float("nan")
+    context: Context | None = None
+    key: str = ""
+
+
+@dataclass(frozen=True)
+class Query:
+    """Everything a ranker may know when it ranks for one held-out event: what the user did
+    before it (oldest first; in file order when the log has no time) and the event's own time and
+    context — never its item. Every ranker gets the same queries, and every protocol masks the
+    same items (``items``), so rankers are compared on equal information.
+
+    Attributes:
+        keys: the context key of each history event ("" when the log has none).
+    """
+
+    user: str
+    items: np.ndarray
+    ratings: np.ndarray
+    keys: np.ndarray
+    timestamp: float | None
+    context: Context | None
+    key: str
 
 
 @dataclass
 class Split:
-    """Interactions split per user into training history and held-out targets (item positions).
+    """Interactions split per user into training history and held-out events.
 
     Attributes:
         histories: user → training items, oldest first (positions in the catalog).
         ratings: user → ratings of those items (NaN when the log has none).
-        valid, test: user → (held-out item position, timestamp).
+        valid, test: user → the held-out event; ``valid`` may be empty (logs evaluated once).
         train_counts: (N,) training interactions per item.
         name: how the split was made.
+        history_keys: user → the context key of each training event (logs with context).
     """
 
     histories: dict[str, np.ndarray]
     ratings: dict[str, np.ndarray]
-    valid: dict[str, tuple[int, int]]
-    test: dict[str, tuple[int, int]]
+    valid: dict[str, HeldOut]
+    test: dict[str, HeldOut]
     train_counts: np.ndarray
     name: str
+    history_keys: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def held_out(self, target: str) -> dict[str, HeldOut]:
+        if target not in ("valid", "test"):
+            raise ValueError(f"unknown target '{target}'; choose valid or test")
+        return self.valid if target == "valid" else self.test
+
+    def query(self, user: str, target: str) -> Query:
+        """What may be known before ``user``'s ``target`` event: the training history, and for
+        the test event also the validation event, which happened before it."""
+        event = self.held_out(target)[user]
+        items, ratings = self.histories[user], self.ratings[user]
+        keys = self.history_keys.get(user, np.full(len(items), "", dtype=object))
+        earlier = self.valid.get(user) if target == "test" else None
+        if earlier is not None:
+            items = np.append(items, earlier.item)
+            ratings = np.append(ratings, earlier.rating)
+            keys = np.append(keys, earlier.key)
+        return Query(user, items, ratings, keys, event.timestamp, event.context, event.key)
+
+    def queries(self, target: str, users: Sequence[str] | None = None) -> list[Query]:
+        users = list(self.held_out(target)) if users is None else users
+        return [self.query(user, target) for user in users]
 
 
 TimeOrder = Literal["exact", "float32"]
@@ -128,54 +194,57 @@ def _split(interactions: pd.DataFrame, catalog: Catalog, name: str,
         valid_at, test_at, keep = chosen
         items = group["position"].to_numpy(dtype=np.int64)
         times = group["timestamp"].to_numpy()
-        histories[user], ratings[user] = items[keep], group["rating"].to_numpy()[keep]
-        valid[user] = (items[valid_at], times[valid_at])
-        test[user] = (items[test_at], times[test_at])
+        rated = group["rating"].to_numpy(dtype=np.float64)
+        histories[user], ratings[user] = items[keep], rated[keep]
+        valid[user] = HeldOut(int(items[valid_at]), float(times[valid_at]), rated[valid_at])
+        test[user] = HeldOut(int(items[test_at]), float(times[test_at]), rated[test_at])
         np.add.at(counts, items[keep], 1)
     return Split(histories, ratings, valid, test, counts, name)
 
 
 class Ranker(Protocol):
-    """Anything that scores every catalog item for a batch of users."""
+    """Anything that scores every catalog item for a batch of held-out events. What a ranker
+    learns from the training data it takes when it is built; at ranking time it sees only the
+    queries."""
 
     name: str
 
-    def scores(self, users: list[str], split: Split, target: str) -> np.ndarray:
-        """(len(users), N) scores; ``target`` is ``valid`` or ``test`` (for its timestamp)."""
+    def scores(self, queries: Sequence[Query]) -> np.ndarray:
+        """(len(queries), N) scores, higher is better."""
 
 
 @dataclass
 class Popularity:
+    """How often each item was used in training."""
+
+    train_counts: np.ndarray
     name: str = "popularity"
 
-    def scores(self, users: list[str], split: Split, target: str) -> np.ndarray:
-        return np.broadcast_to(split.train_counts, (len(users), len(split.train_counts)))
+    def scores(self, queries: Sequence[Query]) -> np.ndarray:
+        return np.broadcast_to(self.train_counts, (len(queries), len(self.train_counts)))
 
 
-@dataclass
 class ItemKNN:
-    """Item co-occurrence kNN: Σ over history items of cosine-normalised co-occurrence counts."""
+    """Item co-occurrence kNN: Σ over history items of cosine-normalised co-occurrence counts,
+    co-occurrence counted over the training histories."""
 
-    name: str = "item-kNN"
-    _cache: dict = field(default_factory=dict, repr=False)
+    def __init__(self, split: Split, name: str = "item-kNN") -> None:
+        self.name = name
+        users = list(split.histories)
+        rows = np.repeat(np.arange(len(users)), [len(np.unique(split.histories[u])) for u in users])
+        cols = np.concatenate([np.unique(split.histories[u]) for u in users]) if users else []
+        self._matrix = torch.zeros(len(users), len(split.train_counts))
+        self._matrix[rows, cols] = 1.0
+        self._norm = self._matrix.sum(0).clamp(min=1).rsqrt()  # 1/sqrt(n_i)
 
-    def scores(self, users: list[str], split: Split, target: str) -> np.ndarray:
-        if "matrix" not in self._cache:
-            all_users = list(split.histories)
-            rows = np.repeat(np.arange(len(all_users)),
-                             [len(np.unique(split.histories[u])) for u in all_users])
-            cols = np.concatenate([np.unique(split.histories[u]) for u in all_users])
-            matrix = torch.zeros(len(all_users), len(split.train_counts))
-            matrix[rows, cols] = 1.0
-            norm = matrix.sum(0).clamp(min=1).rsqrt()  # 1/sqrt(n_i)
-            self._cache.update(matrix=matrix, norm=norm)
-        matrix, norm = self._cache["matrix"], self._cache["norm"]
-        query = torch.zeros(len(users), matrix.shape[1])
-        for row, user in enumerate(users):
-            query[row, np.unique(split.histories[user])] = 1.0
+    def scores(self, queries: Sequence[Query]) -> np.ndarray:
+        query = torch.zeros(len(queries), self._matrix.shape[1])
+        for row, q in enumerate(queries):
+            query[row, np.unique(q.items)] = 1.0
         # Σ_j C_ij / sqrt(n_i n_j) with C = XᵀX, computed as ((q ⊙ norm) Xᵀ) X ⊙ norm; an item's
         # similarity to itself (exactly 1) is taken out, as neighbours exclude the item itself
-        return ((((query * norm) @ matrix.T) @ matrix) * norm - query).numpy()
+        norm = self._norm
+        return ((((query * norm) @ self._matrix.T) @ self._matrix) * norm - query).numpy()
 
 
 @dataclass
@@ -185,49 +254,56 @@ class TextSimilarity:
     vectors: np.ndarray
     name: str = "LM text similarity"
 
-    def scores(self, users: list[str], split: Split, target: str) -> np.ndarray:
-        profiles = np.stack([self.vectors[split.histories[u]].mean(axis=0) for u in users])
-        profiles /= np.linalg.norm(profiles, axis=1, keepdims=True)
+    def scores(self, queries: Sequence[Query]) -> np.ndarray:
+        dim = self.vectors.shape[1]
+        profiles = np.stack([self.vectors[q.items].mean(axis=0) if len(q.items) else
+                             np.zeros(dim, dtype=self.vectors.dtype) for q in queries])
+        profiles /= np.maximum(np.linalg.norm(profiles, axis=1, keepdims=True), 1e-12)
         return (torch.from_numpy(profiles) @ torch.from_numpy(self.vectors).T).numpy()
 
 
-def user_context(split: Split, user: str, target: str, ids: np.ndarray, max_history: int = 50
-                 ) -> Context:
-    """A user's context at the time of their held-out event: the last ``max_history`` training
-    items, with ratings as feedback."""
-    held_out = split.valid if target == "valid" else split.test
-    items = split.histories[user][-max_history:]
-    ratings = split.ratings[user][-max_history:]
+def utc_time(timestamp: float) -> datetime:
+    """Seconds since 1970 → the naive UTC date and time, whatever the server's time zone, so
+    dayparts and weekdays of logs without a zone are the same on every machine."""
+    return datetime.fromtimestamp(timestamp, tz=timezone.utc).replace(tzinfo=None)
+
+
+def query_context(query: Query, ids: np.ndarray, max_history: int = 50) -> Context:
+    """The recommender's context for a held-out event: its own situation (or, without one, its
+    time in UTC) and the user's last ``max_history`` earlier items, ratings as feedback."""
+    items, ratings = query.items[-max_history:], query.ratings[-max_history:]
     history = tuple(HistoryEntry(str(ids[i]), rating=None if np.isnan(r) else float(r))
                     for i, r in zip(items, ratings))
-    return Context(history=history, when=datetime.fromtimestamp(held_out[user][1]))
+    if query.context is not None:
+        return replace(query.context, history=history)
+    if query.timestamp is None:
+        return Context(history=history)
+    return Context(history=history, when=utc_time(query.timestamp))
 
 
 @dataclass
 class RecommenderRanker:
-    """The full recommender: each user's context is their recent history (ratings as feedback) at
-    the time of the held-out event; ``weights`` None means adaptive. Like the app (exclude seen,
-    on by default), it never recommends an item already in the user's history."""
+    """The full recommender: each event's context is the user's recent history (ratings as
+    feedback) at the time (and, where the log has it, in the situation) of the held-out event;
+    ``weights`` None means adaptive. Which items are masked is the protocol's business, the same
+    for every ranker, so this ranker scores seen items too."""
 
     recommender: Recommender
     weights: Weights | None = None
     name: str = "ctxrec"
     max_history: int = 50
-    blank_context: bool = False  # score with the time left out (context-aware vs not)
-    exclude_seen: bool = True
+    blank_context: bool = False  # score with the context component off (context-aware vs not)
 
-    def scores(self, users: list[str], split: Split, target: str) -> np.ndarray:
+    def scores(self, queries: Sequence[Query]) -> np.ndarray:
         ids = self.recommender.catalog.ids
-        out = np.empty((len(users), len(ids)), dtype=np.float32)
-        for row, user in enumerate(users):
-            context = user_context(split, user, target, ids, self.max_history)
+        out = np.empty((len(queries), len(ids)), dtype=np.float32)
+        for row, query in enumerate(queries):
+            context = query_context(query, ids, self.max_history)
             weights = self.weights
             if self.blank_context:
                 base = weights or self.recommender.recommend(context, k=1).weights
                 weights = Weights.manual({**base.values, "context": 0.0})
             out[row] = self.recommender.score_all(context, weights)
-            if self.exclude_seen:
-                out[row, split.histories[user]] = -np.inf
         return out
 
 
@@ -239,7 +315,7 @@ class EvalResult:
     protocol: str
     split: str
     k: int
-    per_user: pd.DataFrame  # user, rank, hr, ndcg, mrr
+    per_user: pd.DataFrame  # user, rank, hr, ndcg, mrr, candidates
     extra: dict = field(default_factory=dict)
 
     def summary(self) -> dict:
@@ -250,58 +326,193 @@ class EvalResult:
                 **self.extra}
 
 
+class NonFiniteScores(ValueError):
+    """A ranker returned NaN or +inf scores: its figures would be meaningless."""
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How held-out items are ranked.
+
+    Attributes:
+        kind: ``full`` ranks against every item; ``sampled`` against ``n_negatives`` items the
+            user never used before the held-out event, drawn ``uniform``ly or by ``popularity``.
+        mask_history: (full) remove every item the user used before the held-out event.
+    """
+
+    kind: Literal["full", "sampled"] = "full"
+    mask_history: bool = False
+    n_negatives: int = 100
+    sampling: Literal["uniform", "popularity"] = "uniform"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("full", "sampled"):
+            raise ValueError(f"unknown protocol '{self.kind}'; choose full or sampled")
+        if self.sampling not in ("uniform", "popularity"):
+            raise ValueError(f"unknown sampling '{self.sampling}'; choose uniform or popularity")
+
+    @property
+    def label(self) -> str:
+        if self.kind == "sampled":
+            return f"{self.n_negatives} sampled negatives ({self.sampling})"
+        return f"full ranking ({'history masked' if self.mask_history else 'history not masked'})"
+
+
+FULL_BOTH_WAYS = (Protocol("full", mask_history=False), Protocol("full", mask_history=True))
+
+
 def evaluate(ranker: Ranker, split: Split, k: int = 10, target: Literal["valid", "test"] = "test",
              protocol: Literal["full", "sampled"] = "full", mask_history: bool = False,
              n_negatives: int = 100, sampling: Literal["uniform", "popularity"] = "uniform",
              seed: int = 0, batch: int = 128, users: list[str] | None = None,
              progress: Callable[[int, int], None] | None = None) -> EvalResult:
-    """Rank each user's held-out item and score the ranking.
+    """Rank each user's held-out item under one protocol (see :class:`Protocol`)."""
+    return evaluate_protocols(ranker, split, [Protocol(protocol, mask_history, n_negatives,
+                                                       sampling, seed)],
+                              k=k, target=target, batch=batch, users=users, progress=progress)[0]
 
-    Args:
-        protocol: ``full`` ranks against every item; ``sampled`` against ``n_negatives`` items the
-            user never interacted with, drawn ``uniform``ly or by ``popularity``.
-        mask_history: (full) remove the user's training items from the candidates.
-        users: a subset to evaluate (default: every user in the split).
+
+def evaluate_protocols(ranker: Ranker, split: Split, protocols: Sequence[Protocol], k: int = 10,
+                       target: Literal["valid", "test"] = "test", batch: int = 128,
+                       users: list[str] | None = None,
+                       progress: Callable[[int, int], None] | None = None) -> list[EvalResult]:
+    """Rank each user's held-out item once and score the ranking under each protocol.
+
+    Every ranker receives the same :class:`Query` per user, and each protocol removes the same
+    items for every ranker. Metrics come from :func:`ctxrec.metrics.single_target_metrics`.
+
+    Raises:
+        NonFiniteScores: the ranker gave a NaN or +inf score to any candidate.
     """
-    held_out = split.valid if target == "valid" else split.test
+    held_out = split.held_out(target)
     users = list(held_out) if users is None else users
-    rng = np.random.default_rng(seed)
+    rngs = [np.random.default_rng(p.seed) for p in protocols]
     n_items = len(split.train_counts)
     popularity = split.train_counts + 1.0
-    popularity /= popularity.sum()
-    ranks = np.empty(len(users))
+    outcomes = [{"better": np.empty(len(users)), "tied": np.empty(len(users), np.int64),
+                 "candidates": np.empty(len(users), np.int64)} for _ in protocols]
     for start in range(0, len(users), batch):
         chunk = users[start:start + batch]
-        scores = np.array(ranker.scores(chunk, split, target), dtype=np.float64)
-        targets = np.array([held_out[u][0] for u in chunk])
-        for row, user in enumerate(chunk):
-            seen = split.histories[user]
-            if protocol == "sampled":
-                allowed = np.ones(n_items, dtype=bool)
-                allowed[seen] = False
-                allowed[targets[row]] = False
-                pool = np.flatnonzero(allowed)
-                p = popularity[pool] / popularity[pool].sum() if sampling == "popularity" else None
-                negatives = rng.choice(pool, size=min(n_negatives, len(pool)), replace=False, p=p)
-                keep = np.zeros(n_items, dtype=bool)
-                keep[negatives] = True
-                keep[targets[row]] = True
-                scores[row, ~keep] = -np.inf
-            elif mask_history:
-                mask = np.zeros(n_items, dtype=bool)
-                mask[seen] = True
-                mask[targets[row]] = False
-                scores[row, mask] = -np.inf
-        ranks[start:start + len(chunk)] = rank_of(scores, targets)
+        queries = split.queries(target, chunk)
+        raw = np.array(ranker.scores(queries), dtype=np.float64)
+        _check_finite(raw, ranker.name, chunk)
+        targets = np.array([held_out[u].item for u in chunk])
+        for protocol, rng, out in zip(protocols, rngs, outcomes):
+            scores = raw.copy()
+            for row, query in enumerate(queries):
+                scores[row, ~_candidates(protocol, query.items, targets[row], n_items,
+                                         popularity, rng)] = -np.inf
+            better, tied = target_position(scores, targets)
+            rows = slice(start, start + len(chunk))
+            out["better"][rows], out["tied"][rows] = better, tied
+            out["candidates"][rows] = (scores > -np.inf).sum(axis=1)
         if progress:
             progress(min(start + batch, len(users)), len(users))
-    inside = ranks <= k
-    per_user = pd.DataFrame({"user": users, "rank": ranks, "hr": inside.astype(float),
-                             "ndcg": np.where(inside, 1.0 / np.log2(ranks + 1), 0.0),
-                             "mrr": np.where(inside, 1.0 / ranks, 0.0)})
-    label = (f"full ranking{' (history masked)' if mask_history else ''}" if protocol == "full"
-             else f"{n_negatives} sampled negatives ({sampling})")
-    return EvalResult(ranker.name, label, f"{split.name}, {target}", k, per_user)
+    results = []
+    for protocol, out in zip(protocols, outcomes):
+        metrics = single_target_metrics(out["better"], out["tied"], k)
+        per_user = pd.DataFrame({"user": users, **metrics, "candidates": out["candidates"]})
+        results.append(EvalResult(ranker.name, protocol.label, f"{split.name}, {target}", k,
+                                  per_user))
+    return results
+
+
+def _candidates(protocol: Protocol, seen: np.ndarray, target: int, n_items: int,
+                popularity: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """(N,) booleans: the items this protocol ranks the target against, the target included."""
+    if protocol.kind == "sampled":
+        allowed = np.ones(n_items, dtype=bool)
+        allowed[seen] = False
+        allowed[target] = False
+        pool = np.flatnonzero(allowed)
+        p = popularity[pool] / popularity[pool].sum() if protocol.sampling == "popularity" \
+            else None
+        keep = np.zeros(n_items, dtype=bool)
+        keep[rng.choice(pool, size=min(protocol.n_negatives, len(pool)), replace=False, p=p)] = True
+    else:
+        keep = np.ones(n_items, dtype=bool)
+        if protocol.mask_history:
+            keep[seen] = False
+    keep[target] = True
+    return keep
+
+
+def _check_finite(scores: np.ndarray, name: str, users: Sequence[str]) -> None:
+    broken = np.isnan(scores) | np.isposinf(scores)
+    if broken.any():
+        rows = np.flatnonzero(broken.any(axis=1))
+        raise NonFiniteScores(
+            f"{name} gave NaN or infinite scores for {len(rows)} of {len(users)} users (first: "
+            f"user {users[rows[0]]}, {int(broken[rows[0]].sum())} items); the model may have "
+            "diverged, so no figure is reported")
+
+
+@dataclass
+class UserCounts:
+    """How often the user used each item before the held-out event; with ``same_context``, only
+    the uses in the held-out event's context (its key)."""
+
+    n_items: int
+    same_context: bool = False
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        self.name = self.name or ("the user's counts in the same context" if self.same_context
+                                  else "the user's counts")
+
+    def scores(self, queries: Sequence[Query]) -> np.ndarray:
+        out = np.zeros((len(queries), self.n_items))
+        for row, query in enumerate(queries):
+            items = query.items[query.keys == query.key] if self.same_context else query.items
+            np.add.at(out[row], items, 1.0)
+        return out
+
+
+class ContextPopularity:
+    """How often each item was used in training in the held-out event's context (its key)."""
+
+    def __init__(self, split: Split, name: str = "popularity in the same context") -> None:
+        self.name = name
+        self._n_items = len(split.train_counts)
+        self._counts: dict[str, np.ndarray] = {}
+        for user, items in split.histories.items():
+            keys = split.history_keys.get(user, np.full(len(items), "", dtype=object))
+            for key in set(keys.tolist()):
+                counts = self._counts.setdefault(key, np.zeros(self._n_items))
+                np.add.at(counts, items[keys == key], 1.0)
+
+    def scores(self, queries: Sequence[Query]) -> np.ndarray:
+        empty = np.zeros(self._n_items)
+        return np.stack([self._counts.get(q.key, empty) for q in queries]) if queries else \
+            np.zeros((0, self._n_items))
+
+
+def summarise(results: Sequence[EvalResult], seed: int = 0
+              ) -> tuple[list[dict], dict[str, pd.DataFrame]]:
+    """JSON-ready rows with 95 % bootstrap intervals of HR, NDCG and MRR and, under each
+    protocol, the paired p-value of every model's NDCG against the first model's; and each
+    result's per-user table, keyed by model (and protocol, when there are several)."""
+    protocols = list(dict.fromkeys(r.protocol for r in results))
+    rows, per_user = [], {}
+    for result in results:
+        row = result.summary()
+        for metric in ("hr", "ndcg", "mrr"):
+            row[f"{metric}_ci95"] = list(bootstrap_ci(result.per_user[metric].to_numpy(),
+                                                      seed=seed))
+        key = result.model if len(protocols) == 1 else f"{result.model} · {result.protocol}"
+        if key in per_user:
+            raise ValueError(f"two results are named '{key}'; give the models distinct names")
+        per_user[key] = result.per_user
+        rows.append(row)
+    for protocol in protocols:
+        same = [r for r in results if r.protocol == protocol]
+        reference = same[0].per_user["ndcg"].to_numpy()
+        for result in same[1:]:
+            row = rows[results.index(result)]
+            row[f"p_ndcg_vs_{same[0].model}"] = paired_test(result.per_user["ndcg"].to_numpy(),
+                                                            reference, seed=seed)
+    return rows, per_user
 
 
 def bootstrap_ci(values: np.ndarray, n: int = 2000, level: float = 0.95, seed: int = 0

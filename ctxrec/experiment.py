@@ -3,6 +3,7 @@ both give the same numbers for the same config."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -13,12 +14,15 @@ from typing import Literal
 import numpy as np
 
 from .encoders import DEFAULT_ENCODER
-from .evaluate import (SPLITS, ItemKNN, Popularity, RecommenderRanker, TextSimilarity,
-                       TimeOrder, ablations, bootstrap_ci, evaluate, leave_last_out, paired_test)
+from .evaluate import (SPLITS, ItemKNN, Popularity, Protocol, RecommenderRanker,
+                       TextSimilarity, TimeOrder, ablations, evaluate_protocols, leave_last_out,
+                       summarise)
 
-__all__ = ["MODELS", "ExperimentConfig", "results_table", "run_experiment"]
+__all__ = ["MASKINGS", "MODELS", "ExperimentConfig", "code_version", "results_table",
+           "run_experiment", "save_results"]
 
 MODELS = ("popularity", "item-knn", "lm-text", "ctxrec")
+MASKINGS = ("both", "unmasked", "masked")
 Progress = Callable[[str, int, int], None]
 
 
@@ -32,7 +36,8 @@ class ExperimentConfig:
         split: per-user leave-last-out by time, one global temporal cut, or random hold-out.
         time_order: (leave-last-out) ``float32`` orders by timestamps rounded as RecBole does.
         protocol: ``full`` ranking or ``sampled`` negatives.
-        mask_history: (full) leave the user's training items out of the candidates.
+        masking: (full) ``both`` reports every model with the items the user used before the
+            held-out event left in the candidates and taken out; ``unmasked`` or ``masked`` one.
         n_negatives, sampling: (sampled) how many negatives, drawn uniformly or by popularity.
         k: cut-off for HR, NDCG and MRR.
         target: ``test`` or ``valid`` held-out item.
@@ -52,7 +57,7 @@ class ExperimentConfig:
     split: Literal["leave-last-out", "temporal", "random"] = "leave-last-out"
     time_order: TimeOrder = "exact"
     protocol: Literal["full", "sampled"] = "full"
-    mask_history: bool = False
+    masking: Literal["both", "unmasked", "masked"] = "both"
     n_negatives: int = 100
     sampling: Literal["uniform", "popularity"] = "uniform"
     k: int = 10
@@ -70,109 +75,160 @@ class ExperimentConfig:
 
 
 def run_experiment(config: ExperimentConfig, progress: Progress | None = None) -> dict:
-    """Run every requested model under one protocol; JSON-ready results with 95 % bootstrap
-    intervals, paired p-values against the first model, and per-user ranks."""
-    from .movielens import load_movielens
-
+    """Run every requested model under one protocol (full ranking both masked and unmasked by
+    default); JSON-ready results with 95 % bootstrap intervals, paired p-values against the first
+    model under the same protocol, and per-user ranks."""
     unknown = [m for m in config.models if m not in MODELS]
     if unknown:
         raise ValueError(f"unknown models {unknown}; choose from {', '.join(MODELS)}")
+    if config.masking not in MASKINGS:
+        raise ValueError(f"unknown masking '{config.masking}'; choose from {', '.join(MASKINGS)}")
+    catalog, split = _load_split(config)
+    users = sorted(split.test, key=str)[: config.max_users] if config.max_users else None
+    rankers = _rankers(config, catalog, split, progress)
+    _name_uniquely(rankers)
+    protocols = _protocols(config)
+    evaluated = []
+    for ranker in rankers:
+        evaluated += evaluate_protocols(
+            ranker, split, protocols, k=config.k, target=config.target, users=users,
+            progress=(lambda d, t, n=ranker.name: progress(n, d, t)) if progress else None)
+    results, per_user = summarise(evaluated, seed=config.seed)
+    return {"dataset": Path(config.data).name, "split": results[0]["split"],
+            "protocol": " and ".join(p.label for p in protocols),
+            "protocols": [p.label for p in protocols], "k": config.k, "config": asdict(config),
+            "commit": code_version(), "created": datetime.now().isoformat(timespec="seconds"),
+            "results": results,
+            "per_user": {name: table["rank"].tolist() for name, table in per_user.items()}}
+
+
+def _protocols(config: ExperimentConfig) -> list[Protocol]:
+    if config.protocol == "sampled":
+        return [Protocol("sampled", n_negatives=config.n_negatives, sampling=config.sampling,
+                         seed=config.seed)]
+    masks = {"both": (False, True), "masked": (True,), "unmasked": (False,)}[config.masking]
+    return [Protocol("full", mask_history=m) for m in masks]
+
+
+def _load_split(config: ExperimentConfig):
+    from .movielens import load_movielens
+
     catalog, interactions = load_movielens(config.data)
     if config.split not in SPLITS:
         raise ValueError(f"unknown split '{config.split}'; choose from {', '.join(SPLITS)}")
     if config.split == "leave-last-out":
-        split = leave_last_out(interactions, catalog, config.time_order)
-    elif config.time_order != "exact":
+        return catalog, leave_last_out(interactions, catalog, config.time_order)
+    if config.time_order != "exact":
         raise ValueError("--time-order applies to the leave-last-out split only")
-    else:
-        split = SPLITS[config.split](interactions, catalog)
-    users = sorted(split.test, key=str)[: config.max_users] if config.max_users else None
-    rankers = []
-    needs_text = {"lm-text", "ctxrec"} & set(config.models) or config.ablations or \
-        config.context_blank or config.llm_rerank
-    if needs_text:
-        from .embed_cache import item_embeddings
-        from .encoders import load_encoder
-        from .recommender import Recommender
+    return catalog, SPLITS[config.split](interactions, catalog)
 
-        encoder = load_encoder(config.encoder)
-        vectors = item_embeddings(encoder, catalog, progress=(
-            lambda d, t: progress("encoding items", d, t)) if progress else None)
-        recommender = Recommender(catalog, encoder, vectors, popularity=split.train_counts)
-    for name in config.models:
-        if name == "popularity":
-            rankers.append(Popularity())
-        elif name == "item-knn":
-            rankers.append(ItemKNN())
-        elif name == "lm-text":
-            rankers.append(TextSimilarity(vectors))
-        else:
-            rankers.append(RecommenderRanker(recommender))
+
+def _rankers(config: ExperimentConfig, catalog, split, progress: Progress | None) -> list:
+    """The models to compare, in the order asked for, then sequence models, the LLM re-ranker,
+    the blanked context and the ablations."""
+    recommender = vectors = None
+    if {"lm-text", "ctxrec"} & set(config.models) or config.ablations or \
+            config.context_blank or config.llm_rerank:
+        recommender, vectors = _recommender(config, catalog, split, progress)
+    build = {"popularity": lambda: Popularity(split.train_counts),
+             "item-knn": lambda: ItemKNN(split),
+             "lm-text": lambda: TextSimilarity(vectors),
+             "ctxrec": lambda: RecommenderRanker(recommender)}
+    rankers = [build[name]() for name in config.models]
     if config.checkpoint:
-        from .sequence_train import SequenceEnsemble, SequenceRanker, load_checkpoint
-
-        if config.split != "leave-last-out":
-            raise ValueError("sequence models are trained on the leave-last-out split; other "
-                             "splits would put test events in their training data")
-        folders = [config.checkpoint] if isinstance(config.checkpoint, str) else \
-            list(config.checkpoint)
-        members = []
-        for folder in folders:
-            trained = load_checkpoint(folder)
-            if not trained.matches(catalog):
-                raise ValueError(f"{folder} was trained on another catalog than {config.data}")
-            trained_order = trained.extra.get("time_order", "exact")
-            if trained_order != config.time_order:
-                raise ValueError(f"{folder} was trained on the {trained_order} time order; "
-                                 f"evaluate it with --time-order {trained_order}, since the "
-                                 f"other order holds out different events")
-            c = trained.config
-            members.append(trained)
-            rankers.append(SequenceRanker(
-                trained, name=f"SASRec ({c.item_repr}, {c.memory}, seed {trained.train.seed})"))
-        if len(members) > 1:
-            rankers.append(SequenceEnsemble(members))
+        rankers += _sequence_rankers(config, catalog)
     if config.llm_rerank:
         # the stronger first stage when there is one: re-ranking can only reorder what it is given
         first = rankers[-1] if config.checkpoint else RecommenderRanker(recommender)
-        from .llm_eval import LLMRerankRanker
-        from .llm_models import DEFAULT_LLM, load_llm
-        from .llm_rerank import LLMReranker
-
-        reranker = LLMReranker(load_llm(config.llm or DEFAULT_LLM))
-        rankers.append(LLMRerankRanker(
-            first, reranker, catalog, weight=config.llm_weight, top_k=config.llm_k,
-            name=f"{first.name} + {reranker.name} re-rank (top {config.llm_k}, weight "
-                 f"{config.llm_weight:g})"))
+        rankers.append(_llm_ranker(config, first, catalog))
     if config.context_blank:
         rankers.append(RecommenderRanker(recommender, name="ctxrec, context blanked",
                                          blank_context=True))
     if config.ablations:
         base = recommender.recommend(_probe_context(split, catalog), k=1).weights
         rankers += list(ablations(recommender, base).values())
-    results, per_user = [], {}
+    return rankers
+
+
+def _recommender(config: ExperimentConfig, catalog, split, progress: Progress | None):
+    from .embed_cache import item_embeddings
+    from .encoders import load_encoder
+    from .recommender import Recommender
+
+    encoder = load_encoder(config.encoder)
+    vectors = item_embeddings(encoder, catalog, progress=(
+        lambda d, t: progress("encoding items", d, t)) if progress else None)
+    return Recommender(catalog, encoder, vectors, popularity=split.train_counts), vectors
+
+
+def _sequence_rankers(config: ExperimentConfig, catalog) -> list:
+    from .sequence_train import SequenceEnsemble, SequenceRanker, load_checkpoint
+
+    if config.split != "leave-last-out":
+        raise ValueError("sequence models are trained on the leave-last-out split; other "
+                         "splits would put test events in their training data")
+    folders = [config.checkpoint] if isinstance(config.checkpoint, str) else \
+        list(config.checkpoint)
+    members, rankers = [], []
+    for folder in folders:
+        trained = load_checkpoint(folder)
+        if not trained.matches(catalog):
+            raise ValueError(f"{folder} was trained on another catalog than {config.data}")
+        trained_order = trained.extra.get("time_order", "exact")
+        if trained_order != config.time_order:
+            raise ValueError(f"{folder} was trained on the {trained_order} time order; "
+                             f"evaluate it with --time-order {trained_order}, since the "
+                             f"other order holds out different events")
+        c = trained.config
+        members.append(trained)
+        rankers.append(SequenceRanker(
+            trained, name=f"SASRec ({c.item_repr}, {c.memory}, seed {trained.train.seed}) "
+                          f"[{Path(folder).name}]"))
+    if len(members) > 1:
+        rankers.append(SequenceEnsemble(members))
+    return rankers
+
+
+def _llm_ranker(config: ExperimentConfig, first, catalog):
+    from .llm_eval import LLMRerankRanker
+    from .llm_models import DEFAULT_LLM, load_llm
+    from .llm_rerank import LLMReranker
+
+    reranker = LLMReranker(load_llm(config.llm or DEFAULT_LLM))
+    return LLMRerankRanker(
+        first, reranker, catalog, weight=config.llm_weight, top_k=config.llm_k,
+        name=f"{first.name} + {reranker.name} re-rank (top {config.llm_k}, weight "
+             f"{config.llm_weight:g})")
+
+
+def _name_uniquely(rankers: list) -> None:
+    """Give rankers that share a name (two checkpoints of the same kind and seed in folders of
+    the same name) distinct names, so each result row and paired test refers to one model."""
+    seen: dict[str, int] = {}
     for ranker in rankers:
-        result = evaluate(ranker, split, k=config.k, target=config.target,
-                          protocol=config.protocol, mask_history=config.mask_history,
-                          n_negatives=config.n_negatives, sampling=config.sampling,
-                          seed=config.seed, users=users,
-                          progress=(lambda d, t, n=ranker.name: progress(n, d, t))
-                          if progress else None)
-        summary = result.summary()
-        for metric in ("hr", "ndcg", "mrr"):
-            low, high = bootstrap_ci(result.per_user[metric].to_numpy(), seed=config.seed)
-            summary[f"{metric}_ci95"] = [low, high]
-        per_user[ranker.name] = result.per_user
-        results.append(summary)
-    first = rankers[0].name
-    for summary in results[1:]:
-        summary[f"p_ndcg_vs_{first}"] = paired_test(per_user[summary["model"]]["ndcg"],
-                                                    per_user[first]["ndcg"], seed=config.seed)
-    return {"dataset": Path(config.data).name, "split": results[0]["split"],
-            "protocol": results[0]["protocol"], "k": config.k, "config": asdict(config),
-            "commit": _commit(), "created": datetime.now().isoformat(timespec="seconds"),
-            "results": results,
-            "per_user": {name: table["rank"].tolist() for name, table in per_user.items()}}
+        count = seen.get(ranker.name, 0) + 1
+        seen[ranker.name] = count
+        if count > 1:
+            ranker.name = f"{ranker.name} #{count}"
+
+
+def save_results(run: dict, folder: Path | None = None) -> Path:
+    """Write a run's JSON under ``folder`` (default ``$CTXREC_HOME/results``) in a new file named
+    by its time; two runs finishing in the same second get two files."""
+    from .embed_cache import data_home
+
+    folder = Path(folder) if folder else data_home() / "results"
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = datetime.now().strftime("%Y%m%d-%H%M%S")
+    for attempt in range(1, 10_000):
+        path = folder / (f"{stem}.json" if attempt == 1 else f"{stem}-{attempt}.json")
+        try:
+            with open(path, "x") as handle:
+                handle.write(json.dumps(run, indent=2))
+            return path
+        except FileExistsError:
+            continue
+    raise OSError(f"no free results file name in {folder}")
 
 
 def _probe_context(split, catalog):
@@ -184,7 +240,8 @@ def _probe_context(split, catalog):
     return Context(history=history)
 
 
-def _commit() -> str:
+def code_version() -> str:
+    """The short git commit of this checkout, or 'unknown'."""
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                              text=True, timeout=5, cwd=Path(__file__).resolve().parent)
@@ -194,9 +251,12 @@ def _commit() -> str:
 
 
 def results_table(run: dict) -> list[dict]:
-    """Rows for a table: model and the three metrics with their intervals."""
+    """Rows for a table: model (and protocol, when the run has several) and the three metrics
+    with their intervals."""
     k = run["k"]
-    return [{"model": r["model"], f"HR@{k}": r[f"HR@{k}"], f"NDCG@{k}": r[f"NDCG@{k}"],
+    several = len(run.get("protocols", [run["protocol"]])) > 1
+    return [{"model": r["model"], **({"protocol": r["protocol"]} if several else {}),
+             f"HR@{k}": r[f"HR@{k}"], f"NDCG@{k}": r[f"NDCG@{k}"],
              f"MRR@{k}": r[f"MRR@{k}"],
              "NDCG 95% CI": "{:.4f}–{:.4f}".format(*r["ndcg_ci95"]),
              "p (NDCG vs first)": next((v for key, v in r.items() if key.startswith("p_ndcg")),

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from .catalog import Catalog
-from .evaluate import Ranker, Split, user_context
+from .evaluate import Query, Ranker, query_context
 from .llm_rerank import LLMReranker
 
 __all__ = ["LLMRerankRanker"]
@@ -27,17 +28,17 @@ class LLMRerankRanker:
     max_history: int = 10  # history items the prompt names
     name: str = "LLM re-rank"
 
-    def scores(self, users: list[str], split: Split, target: str) -> np.ndarray:
-        base = np.array(self.base.scores(users, split, target), dtype=np.float64)
+    def scores(self, queries: Sequence[Query]) -> np.ndarray:
+        base = np.array(self.base.scores(queries), dtype=np.float64)
         out = base.copy()
         ids = self.catalog.ids
-        for row, user in enumerate(users):
+        for row, query in enumerate(queries):
             finite = np.flatnonzero(np.isfinite(base[row]))
             k = min(self.top_k, finite.size)
             if k < 2:
                 continue
             top = finite[np.argpartition(-base[row, finite], k - 1)[:k]]
-            context = user_context(split, user, target, ids, self.max_history)
+            context = query_context(query, ids, self.max_history)
             titles = {h.item_id: self.catalog.title(h.item_id) for h in context.history}
             llm = self.reranker.score(context, [self.catalog.brief(ids[i]) for i in top], titles)
             std = llm.std()

@@ -9,6 +9,7 @@ loads read that folder in well under a second.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import importlib.util
 import json
@@ -45,12 +46,23 @@ class CausalLM:
         tokenizer: a fast tokenizer (offset mappings are needed to map tokens to prompt parts).
         name: what it was loaded as (``DEFAULT_LLM``, a Hugging Face id or a folder).
         device: ``cuda``, ``mps`` or ``cpu``.
+        fast: the same weights behind PyTorch's fused attention (SDPA), for scores and
+            generation; ``model`` itself when the model cannot switch kernels.
+
+    Both kernels are fixed when the model is wrapped and never switched afterwards: the kernel is
+    read from the model's config on every forward pass, so switching it per call would change it
+    under every other thread using the same cached model.
     """
 
     model: torch.nn.Module
     tokenizer: object
     name: str
     device: str
+    fast: torch.nn.Module | None = None
+
+    def __post_init__(self) -> None:
+        if self.fast is None:
+            self.fast = self.model
 
     @property
     def dtype(self) -> torch.dtype:
@@ -82,7 +94,23 @@ class CausalLM:
                 raise ModelLoadError(f"'{name}' cannot run with eager attention: {err}") from err
         device = pick_device(device)
         model.to(device).eval()
-        return cls(model=model, tokenizer=tokenizer, name=name, device=device)
+        return cls(model=model, tokenizer=tokenizer, name=name, device=device,
+                   fast=_fused_twin(model, name))
+
+
+def _fused_twin(model: torch.nn.Module, name: str) -> torch.nn.Module:
+    """A second module tree over the same parameters and buffers, with its own config set to
+    SDPA; ``model`` itself when the model cannot switch (remote code, older architectures)."""
+    shared = {id(t): t for t in (*model.parameters(), *model.buffers())}
+    try:
+        twin = copy.deepcopy(model, memo=shared)
+        twin.set_attn_implementation("sdpa")
+    except Exception as err:  # scores then use eager attention: slower, same numbers
+        log.info("%s keeps eager attention for scores: %s", name, err)
+        return model
+    if getattr(twin.config, "_attn_implementation", None) != "sdpa":
+        return model
+    return twin
 
 
 def packaged_gguf_path() -> Path:
@@ -206,6 +234,10 @@ def load_llm(name: str = DEFAULT_LLM, device: str | None = None,
                 name, attn_implementation="eager", dtype=_dtype_for(device),
                 trust_remote_code=trust_remote_code, local_files_only=local)
         except Exception as err:  # any loader failure becomes one readable message
+            if "trust_remote_code" in str(err) and not trust_remote_code:
+                raise ModelLoadError(f"'{name}' needs to run its own code; tick 'Trust remote "
+                                     "code' beside the model only if you trust its "
+                                     "authors.") from err
             offline = " (huggingface.co cannot be reached, so only the local cache was read)" \
                 if local else ""
             raise ModelLoadError(f"Could not load '{name}' as a causal language model"

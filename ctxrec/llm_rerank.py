@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import copy
 import logging
+import threading
 from collections import OrderedDict
-from contextlib import contextmanager
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -274,6 +274,11 @@ class LLMReranker:
         batch_size: at most this many prompts per forward pass.
         share_prefix: compute the tokens all prompts of a batch start with once (same scores,
             about half the work for K items in one context).
+        cache_size: at most this many scores, and as many reasons, are kept (least recently
+            used go first).
+
+    One re-ranker may serve many threads at once (the app's sessions share it): the model is
+    only read, and the caches are guarded by a lock.
     """
 
     def __init__(self, llm: CausalLM | None = None, batch_size: int = 10,
@@ -285,11 +290,14 @@ class LLMReranker:
         self._reasons: OrderedDict[tuple, str] = OrderedDict()
         self._cache_size = cache_size
         self._answer_ids: tuple[list[int], list[int]] | None = None
+        self._lock = threading.Lock()  # guards the caches and the first load, never a forward
 
     @property
     def llm(self) -> CausalLM:
         if self._llm is None:
-            self._llm = load_llm(DEFAULT_LLM)
+            with self._lock:
+                if self._llm is None:
+                    self._llm = load_llm(DEFAULT_LLM)
         return self._llm
 
     @property
@@ -313,13 +321,29 @@ class LLMReranker:
         """Scores of ready-made prompt texts; repeated prompts come from an in-memory cache."""
         if not use_cache:
             return self._score_texts(list(texts))
-        missing = list(dict.fromkeys(t for t in texts if t not in self._scores))
+        found = self._recall(self._scores, texts)
+        missing = list(dict.fromkeys(t for t in texts if t not in found))
         if missing:
-            for text, value in zip(missing, self._score_texts(missing)):
-                self._remember(self._scores, text, float(value))
-        return np.array([self._scores[t] for t in texts], dtype=np.float64)
+            # scored outside the lock, so sessions scoring different items do not wait for
+            # each other; two scoring the same new prompt both compute it (same number)
+            found.update(zip(missing, map(float, self._score_texts(missing))))
+            with self._lock:
+                for text in missing:
+                    self._store(self._scores, text, found[text])
+        return np.array([found[t] for t in texts], dtype=np.float64)
 
-    def _remember(self, store: OrderedDict, key, value) -> None:
+    def _recall(self, store: OrderedDict, keys: Iterable) -> dict:
+        """The cached values among ``keys``, each marked as recently used."""
+        with self._lock:
+            found = {}
+            for key in keys:
+                if key in store:
+                    store.move_to_end(key)
+                    found[key] = store[key]
+            return found
+
+    def _store(self, store: OrderedDict, key, value) -> None:
+        """Add under the lock (the caller holds it), dropping the least recently used."""
         store[key] = value
         store.move_to_end(key)
         while len(store) > self._cache_size:
@@ -330,31 +354,11 @@ class LLMReranker:
             self._answer_ids = answer_token_ids(self.llm.tokenizer)
         return self._answer_ids
 
-    @contextmanager
-    def _attention(self, implementation: str):
-        """Run with another attention kernel when the model allows switching: fused ``sdpa`` for
-        scores (faster, same numbers), ``eager`` wherever the weights themselves are shown."""
-        model = self.llm.model
-        before = getattr(model.config, "_attn_implementation", None)
-        switched = False
-        if before not in (None, implementation):
-            try:
-                model.set_attn_implementation(implementation)
-                switched = True
-            except Exception as err:  # remote-code or older models: keep what they have
-                log.info("%s keeps %s attention: %s", self.name, before, err)
-        try:
-            yield
-        finally:
-            if switched:
-                model.set_attn_implementation(before)
-
     @torch.inference_mode()
     def _score_texts(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros(0, dtype=np.float64)
-        with self._attention("sdpa"):
-            return self._score_ids(texts)
+        return self._score_ids(texts)
 
     def _score_ids(self, texts: list[str]) -> np.ndarray:
         # the chat template or the plain layout already holds any special tokens the model needs
@@ -385,14 +389,16 @@ class LLMReranker:
                             use_cache=True)
         return out.past_key_values
 
-    def _forward(self, **kwargs):
-        """One forward pass that computes logits for the last position only, where supported."""
+    def _forward(self, model: torch.nn.Module | None = None, **kwargs):
+        """One forward pass that computes logits for the last position only, where supported;
+        ``model`` defaults to the fused-attention one used for scores."""
+        model = self.llm.fast if model is None else model
         try:
-            return self.llm.model(**kwargs, logits_to_keep=1)
+            return model(**kwargs, logits_to_keep=1)
         except TypeError:
             # older or remote-code models: no logits_to_keep, and some (ALiBi) no position_ids
             kwargs.pop("position_ids", None)
-            return self.llm.model(**kwargs)
+            return model(**kwargs)
 
     def _last_logits(self, rows: list[list[int]], prefix: int, cache) -> torch.Tensor:
         """Next-token logits after each row, (B, V); rows follow ``prefix`` cached tokens."""
@@ -500,9 +506,8 @@ class LLMReranker:
         kinds = {p.name: p.kind for p in prompt.parts}
         segments = np.array([KIND_SEGMENT[kinds.get(n, "template")] for n in token_parts])
         input_ids = torch.tensor([encoded["input_ids"]], device=self.llm.device)
-        with self._attention("eager"):
-            out = self._forward(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
-                                output_attentions=True)
+        out = self._forward(self.llm.model, input_ids=input_ids,
+                            attention_mask=torch.ones_like(input_ids), output_attentions=True)
         if not out.attentions or out.attentions[0] is None:
             raise RuntimeError(f"{self.name} returned no attention weights; it must be loaded "
                                "with attn_implementation='eager'.")
@@ -516,20 +521,23 @@ class LLMReranker:
         """A one-sentence reason, by greedy generation; cached per (model, prompt)."""
         prompt = self.prompt(context, item_text, titles, question=EXPLAIN_QUESTION).text
         key = (self.name, prompt, max_new_tokens)
-        if key not in self._reasons:
-            self._remember(self._reasons, key, self._generate(prompt, max_new_tokens))
-        return self._reasons[key]
+        found = self._recall(self._reasons, [key])
+        if key in found:
+            return found[key]
+        reason = self._generate(prompt, max_new_tokens)
+        with self._lock:
+            self._store(self._reasons, key, reason)
+        return reason
 
     @torch.inference_mode()
     def _generate(self, prompt: str, max_new_tokens: int) -> str:
         tokenizer = self.llm.tokenizer
         encoded = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")
         input_ids = encoded["input_ids"].to(self.llm.device)
-        with self._attention("sdpa"):
-            output = self.llm.model.generate(input_ids=input_ids,
-                                             attention_mask=torch.ones_like(input_ids),
-                                             max_new_tokens=max_new_tokens, do_sample=False,
-                                             pad_token_id=tokenizer.pad_token_id)
+        output = self.llm.fast.generate(input_ids=input_ids,
+                                        attention_mask=torch.ones_like(input_ids),
+                                        max_new_tokens=max_new_tokens, do_sample=False,
+                                        pad_token_id=tokenizer.pad_token_id)
         text = tokenizer.decode(output[0, input_ids.shape[1]:], skip_special_tokens=True)
         return _first_sentence(text)
 

@@ -1,9 +1,14 @@
 """Ranking and beyond-accuracy metrics, vectorised over users.
 
-Accuracy metrics take ``hits``: a (U, K) boolean matrix, True where the item at that position of the
-user's top-K is relevant, and ``n_relevant``: (U,) how many relevant items each user has. Users with
-no relevant item get NaN for metrics that divide by it, so averages (``np.nanmean``) skip them rather
-than count them as zero.
+Two shapes of accuracy metric, sharing one discount:
+
+- one held-out item per user (the evaluation protocols): :func:`target_position` reads where the
+  target stands among the scores, and :func:`single_target_metrics` turns that into HR, NDCG and
+  MRR at K, with ties broken at random *in expectation* (not in the target's favour);
+- several relevant items per user: ``hits``, a (U, K) boolean matrix, True where the item at that
+  position of the user's top-K is relevant, and ``n_relevant``: (U,) how many relevant items each
+  user has. Users with no relevant item get NaN for metrics that divide by it, so averages
+  (``np.nanmean``) skip them rather than count them as zero.
 """
 
 from __future__ import annotations
@@ -11,7 +16,13 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["auc", "catalog_coverage", "hit_matrix", "hit_rate", "intra_list_diversity",
-           "map_at_k", "mrr", "ndcg", "novelty", "precision", "rank_of", "recall"]
+           "map_at_k", "mrr", "ndcg", "novelty", "precision", "rank_of", "recall",
+           "single_target_metrics", "target_position"]
+
+
+def _discounts(k: int) -> np.ndarray:
+    """1 / log2(position + 1) for positions 1 … k."""
+    return 1.0 / np.log2(np.arange(2, k + 2))
 
 
 def hit_matrix(topk: np.ndarray, relevant: list[set[int]]) -> np.ndarray:
@@ -39,7 +50,7 @@ def recall(hits: np.ndarray, n_relevant: np.ndarray) -> np.ndarray:
 def ndcg(hits: np.ndarray, n_relevant: np.ndarray) -> np.ndarray:
     """NDCG@K with binary gains: DCG / ideal DCG, log2(position + 1) discounts (NaN if no
     relevant item)."""
-    discounts = 1.0 / np.log2(np.arange(2, hits.shape[1] + 2))
+    discounts = _discounts(hits.shape[1])
     dcg = (hits * discounts).sum(axis=1)
     ideal_counts = np.minimum(n_relevant, hits.shape[1]).astype(int)
     ideal = np.concatenate([[0.0], np.cumsum(discounts)])[ideal_counts]
@@ -62,18 +73,57 @@ def map_at_k(hits: np.ndarray, n_relevant: np.ndarray) -> np.ndarray:
         return np.where(denominator > 0, (precision_at * hits).sum(axis=1) / denominator, np.nan)
 
 
-def rank_of(scores: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """1-based rank of each row's target item among that row's scores, ties counted as half
-    (the expected rank under a random tie break).
+def target_position(scores: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each row's target stands: how many candidates score strictly higher (``better``) and
+    how many other candidates score exactly the same (``tied``).
+
+    A target whose score is NaN or infinite is a miss at any cut-off: ``better`` is infinite, so
+    no ranker earns a hit from a broken score. Candidates scored ``-inf`` (masked) are not
+    counted.
 
     Args:
         scores: (U, N), higher is better; ``-inf`` for items that must not be ranked.
         target: (U,) column index of each row's target.
     """
+    scores = np.asarray(scores, dtype=np.float64)
     own = scores[np.arange(len(target)), target][:, None]
-    greater = (scores > own).sum(axis=1)
-    ties = (scores == own).sum(axis=1) - 1
-    return 1.0 + greater + ties / 2.0
+    broken = ~np.isfinite(own[:, 0])
+    with np.errstate(invalid="ignore"):
+        better = (scores > own).sum(axis=1)
+        tied = (scores == own).sum(axis=1) - 1
+    return np.where(broken, np.inf, better), np.where(broken, 0, tied)
+
+
+def rank_of(scores: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """1-based expected rank of each row's target under a random order of tied items:
+    1 + better + tied / 2 (see :func:`target_position`; a NaN or infinite target ranks ∞)."""
+    better, tied = target_position(scores, target)
+    return 1.0 + better + tied / 2.0
+
+
+def single_target_metrics(better: np.ndarray, tied: np.ndarray, k: int) -> dict[str, np.ndarray]:
+    """Per-user HR@k, NDCG@k and MRR@k of one held-out item, in expectation over a random order
+    of the items tied with it.
+
+    The target's position is uniform over ``better + 1 … better + tied + 1``; each metric is its
+    mean over those positions (HR: the share of them inside the top k; NDCG: the mean of
+    1 / log2(position + 1) over them, 0 for positions past k; MRR: the mean of 1 / position,
+    likewise). So a target tied with the items at the cut-off counts in part, and a ranker that
+    gives every item the same score gets exactly the random ranker's figures.
+
+    Returns:
+        ``{"rank": expected rank, "hr": …, "ndcg": …, "mrr": …}``, each (U,).
+    """
+    better = np.asarray(better, dtype=np.float64)
+    tied = np.asarray(tied, dtype=np.float64)
+    span = tied + 1
+    gain = np.concatenate([[0.0], np.cumsum(_discounts(k))])
+    reciprocal = np.concatenate([[0.0], np.cumsum(1.0 / np.arange(1, k + 1))])
+    first = np.minimum(better, k).astype(np.int64)  # positions up to here hold better items
+    last = np.minimum(better + span, k).astype(np.int64)  # the target's top-k positions end here
+    return {"rank": 1.0 + better + tied / 2.0, "hr": (last - first) / span,
+            "ndcg": (gain[last] - gain[first]) / span,
+            "mrr": (reciprocal[last] - reciprocal[first]) / span}
 
 
 def auc(scores: np.ndarray, relevant: np.ndarray, candidates: np.ndarray | None = None

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 
 from .catalog import Catalog
-from .evaluate import (ItemKNN, Popularity, Split, TextSimilarity, TimeOrder, evaluate,
-                       leave_last_out)
+from .evaluate import (FULL_BOTH_WAYS, ItemKNN, Popularity, Protocol, Split, TextSimilarity,
+                       TimeOrder, evaluate, evaluate_protocols, leave_last_out)
 from .sequence_model import MEMORY_MODES, SequenceConfig
 from .sequence_train import (EpochLog, EpochProgress, SequenceRanker, TrainConfig, TrainedModel,
                              train_sequence_model)
@@ -110,9 +110,10 @@ def train_and_report(run: TrainingRun, out: str | Path,
                           "curve": [e.__dict__ for e in trained.history]}
     if run.baselines and vectors is not None:
         report["baselines"] = [
-            evaluate(ranker, train_split, k=10, protocol="full", mask_history=masked).summary()
-            for ranker in (Popularity(), ItemKNN(), TextSimilarity(vectors))
-            for masked in (False, True)]
+            result.summary()
+            for ranker in (Popularity(train_split.train_counts), ItemKNN(train_split),
+                           TextSimilarity(vectors))
+            for result in evaluate_protocols(ranker, train_split, FULL_BOTH_WAYS, k=10)]
     trained.extra = {"report": report, "data": run.data, "time_order": run.time_order}
     trained.save(out)
     (Path(out) / "report.json").write_text(json.dumps(report, indent=1))
@@ -146,9 +147,8 @@ def sequence_report(trained: TrainedModel, split: Split, k: int = 10,
                     "best_valid_ndcg@10": max((e.valid_ndcg for e in trained.history),
                                               default=None),
                     "results": []}
-    for protocol, masked in (("full", False), ("full", True), ("sampled", False)):
-        summary = evaluate(ranker, split, k=k, protocol=protocol, mask_history=masked).summary()
-        report["results"].append(summary)
+    protocols = [*FULL_BOTH_WAYS, Protocol("sampled")]
+    report["results"] = [r.summary() for r in evaluate_protocols(ranker, split, protocols, k=k)]
     max_len = trained.config.max_len
     long_users = [u for u in split.test if len(split.histories[u]) + 1 > max_len]
     report["long_history"] = {
@@ -158,7 +158,7 @@ def sequence_report(trained: TrainedModel, split: Split, k: int = 10,
                           users=long_users).summary()[f"NDCG@{k}"]
            for mode in MEMORY_MODES} } if long_users else {"users": 0}
     if cold is not None:
-        hits = [u for u in split.test if split.test[u][0] in set(cold.tolist())]
+        hits = [u for u in split.test if split.test[u].item in set(cold.tolist())]
         result = evaluate(ranker, split, k=k, users=hits) if hits else None
         report["cold_start"] = {
             "held_out_items": int(len(cold)), "test_events_on_them": len(hits),

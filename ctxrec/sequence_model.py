@@ -188,11 +188,18 @@ class SASRec(nn.Module):
         return text + self.item_id.weight * self.known.unsqueeze(-1)
 
     def forward(self, batch: SequenceInput, table: torch.Tensor | None = None,
-                keep_weights: bool = False) -> tuple[torch.Tensor, list[torch.Tensor]]:
+                keep_weights: bool = False, memory: str | None = None
+                ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Hidden states (B, L, D) of the window, and (when ``keep_weights``) each layer's
-        attention weights (B, H, L, P + L) over the prefix (memory or summaries) and the window."""
+        attention weights (B, H, L, P + L) over the prefix (memory or summaries) and the window.
+
+        ``memory`` reads long histories another way than ``config.memory`` for this call only
+        (``truncate``, ``xl``, ``hierarchical``); the same weights serve all three, and a model
+        shared between threads is never changed to do it."""
         table = self.item_table() if table is None else table
-        mode = self.config.memory
+        mode = memory or self.config.memory
+        if mode not in MEMORY_MODES:
+            raise ValueError(f"memory must be one of {MEMORY_MODES}, not '{mode}'")
         prefixes: list[torch.Tensor | None] = [None] * len(self.blocks)
         prefix_valid = None
         if mode == "xl" and batch.previous is not None and bool((batch.previous > 0).any()):
@@ -213,11 +220,13 @@ class SASRec(nn.Module):
                 weights.append(w)
         return self.norm(x), weights
 
-    def scores(self, batch: SequenceInput, seen: torch.Tensor | None = None) -> torch.Tensor:
+    def scores(self, batch: SequenceInput, seen: torch.Tensor | None = None,
+               memory: str | None = None) -> torch.Tensor:
         """(B, n_items) next-item scores after each window's last position, catalog order;
-        ``seen`` (B, n_items) marks the items already in each history (default: the window's)."""
+        ``seen`` (B, n_items) marks the items already in each history (default: the window's);
+        ``memory`` as in :meth:`forward`."""
         table = self.item_table()
-        hidden, _ = self.forward(batch, table)
+        hidden, _ = self.forward(batch, table, memory=memory)
         scores = hidden[:, -1] @ table[1:].T
         if self.config.repeat_offset:
             if seen is None:

@@ -16,8 +16,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -28,7 +27,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from .catalog import Catalog
-from .evaluate import Split, evaluate
+from .evaluate import Query, Split, evaluate
 from .sequence_data import prediction_input, training_windows
 from .sequence_model import SASRec, SequenceConfig
 
@@ -100,17 +99,12 @@ class TrainedModel:
         """Seconds of training until validation NDCG@10 first reached ``ndcg``."""
         return next((e.elapsed_s for e in self.history if e.valid_ndcg >= ndcg), None)
 
-    @contextmanager
-    def _reading(self, memory: str | None):
-        """The model in eval mode, reading long histories as ``memory`` for the duration."""
-        model = self.model.eval()
-        saved = model.config
-        if memory and memory != saved.memory:
-            model.config = SequenceConfig(**{**saved.to_dict(), "memory": memory})
-        try:
-            yield model, next(model.parameters()).device
-        finally:
-            model.config = saved
+    def _reading(self) -> tuple[SASRec, torch.device]:
+        """The model ready to read and its device; nothing on it changes per call, because one
+        loaded checkpoint serves every session of the app at once."""
+        if self.model.training:  # only a model fresh from training; a loaded one is in eval
+            self.model.eval()
+        return self.model, next(self.model.parameters()).device
 
     @torch.inference_mode()
     def scores(self, histories: list[np.ndarray], memory: str | None = None) -> np.ndarray:
@@ -120,18 +114,18 @@ class TrainedModel:
         seen = torch.zeros(len(histories), c.n_items, dtype=torch.bool)
         for row, history in enumerate(histories):
             seen[row, np.asarray(history, dtype=np.int64)] = True
-        with self._reading(memory) as (model, device):
-            batch = prediction_input(histories, c.max_len, c.n_summaries).to(device)
-            return model.scores(batch, seen.to(device)).float().cpu().numpy()
+        model, device = self._reading()
+        batch = prediction_input(histories, c.max_len, c.n_summaries).to(device)
+        return model.scores(batch, seen.to(device), memory=memory).float().cpu().numpy()
 
     @torch.inference_mode()
     def self_attention(self, history: np.ndarray) -> tuple[np.ndarray, int]:
         """Attention weights (layers, heads, L, L) over the last ``max_len`` history items and
         how many of those positions are real (the rest is left padding)."""
         window = np.asarray(history, dtype=np.int64)[-self.config.max_len:]
-        with self._reading("truncate") as (model, device):
-            _, weights = model.forward(prediction_input([window], len(window)).to(device),
-                                       keep_weights=True)
+        model, device = self._reading()
+        _, weights = model.forward(prediction_input([window], len(window)).to(device),
+                                   keep_weights=True, memory="truncate")
         return torch.stack(weights)[:, 0].float().cpu().numpy(), len(window)
 
     def save(self, folder: str | Path) -> Path:
@@ -190,23 +184,17 @@ def _train_settings(saved: dict) -> TrainConfig:
 
 @dataclass
 class SequenceRanker:
-    """Evaluation adapter: the validation item is predicted from the training history; the test
-    item from the training history followed by the validation item."""
+    """Evaluation adapter: each held-out item is predicted from everything the user did before it
+    (for the test item: the training history followed by the validation item)."""
 
     trained: TrainedModel
     name: str = "SASRec"
     memory: str | None = None
     exclude: np.ndarray | None = None  # catalog positions never fed as input (cold-start runs)
 
-    def scores(self, users: list[str], split: Split, target: str) -> np.ndarray:
-        histories = []
-        for user in users:
-            history = split.histories[user]
-            if target == "test":
-                history = np.append(history, split.valid[user][0])
-            if self.exclude is not None:
-                history = history[~np.isin(history, self.exclude)]
-            histories.append(history)
+    def scores(self, queries: Sequence[Query]) -> np.ndarray:
+        histories = [q.items if self.exclude is None else q.items[~np.isin(q.items, self.exclude)]
+                     for q in queries]
         return self.trained.scores(histories, self.memory)
 
 
@@ -226,10 +214,10 @@ class SequenceEnsemble:
             raise ValueError("the models of an ensemble must share one catalog")
         self.name = self.name or f"SASRec ensemble of {len(self.members)}"
 
-    def scores(self, users: list[str], split: Split, target: str) -> np.ndarray:
+    def scores(self, queries: Sequence[Query]) -> np.ndarray:
         total = 0.0
         for member in self.members:
-            scores = torch.from_numpy(SequenceRanker(member).scores(users, split, target))
+            scores = torch.from_numpy(SequenceRanker(member).scores(queries))
             total = total + torch.log_softmax(scores.double(), dim=1).numpy()
         return total / len(self.members)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from .sequence_experiment import TrainingRun, train_and_report
 __all__ = ["TrainingJob", "latest_job", "start_job"]
 
 log = logging.getLogger(__name__)
-_latest: TrainingJob | None = None
+_jobs: deque[TrainingJob] = deque(maxlen=64)  # newest last; old finished jobs fall off
 _starting = threading.Lock()
 
 
@@ -28,10 +29,12 @@ class TrainingJob:
 
     Read while it runs: ``stage`` (what it is doing), ``batch`` (epoch, batch, batches, loss),
     ``epochs`` (one dict per finished epoch); when ``done``: ``report``, or ``error`` (one line).
+    ``owner`` names who started it (an app session on a shared server), ``None`` for anyone.
     """
 
     run: TrainingRun
     out: Path
+    owner: str | None = None
     stage: str = "waiting to start"
     batch: tuple[int, int, int, float] | None = None
     epochs: list[dict] = field(default_factory=list)
@@ -91,18 +94,25 @@ class TrainingJob:
         self.stage = text
 
 
-def start_job(run: TrainingRun, out: Path) -> TrainingJob:
+def start_job(run: TrainingRun, out: Path, owner: str | None = None) -> TrainingJob:
     """Start training unless a job of this process is still running (``RuntimeError``): the
-    cores are shared, so two at once would each take twice as long."""
-    global _latest
+    cores are shared, so two at once would each take twice as long. ``owner`` marks the job as
+    someone's, so that :func:`latest_job` shows it to them alone."""
     with _starting:
-        if _latest is not None and not _latest.done:
-            raise RuntimeError(f"{_latest.out.name} is still training")
-        _latest = TrainingJob(run, Path(out)).start()
-        return _latest
+        running = next((j for j in _jobs if not j.done), None)
+        if running is not None:
+            if owner is None or running.owner in (None, owner):
+                raise RuntimeError(f"{running.out.name} is still training")
+            raise RuntimeError("another session's model is still training (one at a time per "
+                               "server); try again when it ends")
+        job = TrainingJob(run, Path(out), owner=owner).start()
+        _jobs.append(job)
+        return job
 
 
-def latest_job() -> TrainingJob | None:
-    """The job started last in this process, running or ended; every page session sees it, so
-    a reloaded page finds its training again."""
-    return _latest
+def latest_job(owner: str | None = None) -> TrainingJob | None:
+    """The job started last in this process, running or ended, so a reloaded page finds its
+    training again; with ``owner``, the last one that owner started (a shared server shows each
+    session its own jobs only)."""
+    with _starting:
+        return next((j for j in reversed(_jobs) if owner is None or j.owner == owner), None)

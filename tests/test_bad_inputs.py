@@ -1,8 +1,10 @@
 """The catalogue of bad inputs: each gets a clear message, and nothing crashes."""
 
 import json
+from dataclasses import replace
 from datetime import datetime
 
+import numpy as np
 import pytest
 
 from ctxrec import CatalogError, Context, HistoryEntry, ModelLoadError, load_encoder, \
@@ -102,9 +104,15 @@ def test_odd_intents_still_rank(recommender, intent):
     ctx = Context(when=datetime(2026, 11, 21, 19, 30), intent=intent,
                   history=(HistoryEntry("film-01", 1),))
     ranking = recommender.recommend(ctx, k=5)
-    assert len(ranking.table) == 5 and ranking.table["score"].notna().all()
+    assert len(ranking.table) == 5 and np.isfinite(ranking.table["score"]).all()
     if len(intent) > 50_000:
         assert any("tokens long" in n for n in ranking.notes)
+    if intent.strip():  # the intent is read: it scores and weighs
+        assert ranking.weights["intent"] > 0 and np.isfinite(ranking.table["raw_intent"]).all()
+    else:  # blank is no intent at all: the same ranking as an empty box
+        blank = recommender.recommend(replace(ctx, intent=""), k=5)
+        assert ranking.weights["intent"] == 0
+        assert ranking.table["item_id"].tolist() == blank.table["item_id"].tolist()
 
 
 def test_bad_link_parameters_are_named():
@@ -143,7 +151,9 @@ def test_pickled_weights_are_never_unpickled(tmp_path, encoder, no_network):
                num_attention_heads=2, intermediate_size=64).save_pretrained(tmp_path)
     encoder.tokenizer.save_pretrained(tmp_path)
     marker = tmp_path / "unpickled.txt"
-    (tmp_path / "pytorch_model.bin").write_bytes(pickle.dumps(_Payload(str(marker))))
-    with pytest.raises(ModelLoadError):
+    # protocol 2, the one torch.load's safe unpickler reads, so the payload itself is refused
+    (tmp_path / "pytorch_model.bin").write_bytes(pickle.dumps(_Payload(str(marker)), protocol=2))
+    with pytest.raises(ModelLoadError, match="UnpicklingError: Weights only load failed") as caught:
         load_encoder(str(tmp_path))
+    assert "io.open was not an allowed global" in str(caught.value.__cause__)
     assert not marker.exists()

@@ -10,10 +10,11 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, write_tiny_movielens
 
 pytestmark = pytest.mark.slow
 SHOTS = ROOT / "test-output" / "screenshots"
@@ -29,17 +30,17 @@ def _require_chromium():
     pytest.skip(message)
 
 
-@pytest.fixture(scope="module")
-def server():
+def _start_server(log_name: str, env: dict[str, str] | None = None):
+    """``streamlit run app.py`` on a free port; yields its address, then stops it."""
     _require_chromium()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    log = open(ROOT / "test-output" / "streamlit-browser-test.log", "w")
+    log = open(ROOT / "test-output" / log_name, "w")
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py",
                              "--server.port", str(port), "--server.address", "127.0.0.1",
                              "--server.headless", "true"], cwd=ROOT, stdout=log,
-                            stderr=subprocess.STDOUT)
+                            stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -50,26 +51,38 @@ def server():
             time.sleep(0.5)
     else:
         proc.kill()
-        pytest.fail("streamlit did not start; see test-output/streamlit-browser-test.log")
+        pytest.fail(f"streamlit did not start; see test-output/{log_name}")
     yield url
     proc.terminate()
     proc.wait(timeout=20)
     log.close()
 
 
-@pytest.fixture
-def page(server):
+@pytest.fixture(scope="module")
+def server():
+    yield from _start_server("streamlit-browser-test.log")
+
+
+@contextmanager
+def _recommend_tab(url: str, height: int = 2200):
+    """A Chromium tab on the Recommend page, once its ranking is drawn."""
     from playwright.sync_api import sync_playwright
 
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=[
             "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        tab = browser.new_page(viewport={"width": 1400, "height": 2200})
-        tab.goto(server, wait_until="domcontentloaded")
+        tab = browser.new_page(viewport={"width": 1400, "height": height})
+        tab.goto(url, wait_until="domcontentloaded")
         tab.get_by_text("Why:").first.wait_for(timeout=180_000)
         yield tab
         browser.close()
+
+
+@pytest.fixture
+def page(server):
+    with _recommend_tab(server) as tab:
+        yield tab
 
 
 def _settle(tab):
@@ -98,7 +111,7 @@ def test_recommend_page_ranks_explains_and_takes_feedback(page):
     page.get_by_role("button", name="👍").first.click()
     _settle(page)
     liked = page.locator('[data-testid="stMultiSelect"]').filter(has_text="Liked before")
-    assert title in liked.inner_text()
+    liked.filter(has_text=title).wait_for(timeout=60_000)  # a busy server redraws late
     assert page.get_by_text("attends to").count() >= 1
     _no_exception(page)
     page.wait_for_timeout(1500)  # let the chart finish its transition
@@ -125,7 +138,8 @@ def test_a_model_that_cannot_load_shows_why_in_the_browser(page):
 CHART = '[data-testid="stPlotlyChart"] .main-svg'
 
 
-@pytest.mark.parametrize("path, ready", [("attention", CHART), ("history_attention", CHART),
+@pytest.mark.parametrize("path, ready", [("rerank", "text=Attention is not attribution"),
+                                         ("attention", CHART), ("history_attention", CHART),
                                          ("similarity", CHART), ("learn", CHART),
                                          ("compare", CHART), ("scenarios", "text=Saved"),
                                          ("evaluate", 'role=tab[name="Load results"]'),
@@ -153,9 +167,14 @@ def test_every_page_renders_in_the_browser(server, path, ready):
         browser.close()
 
 
+READY = {"": "text=Why:", "rerank": "text=Attention is not attribution",
+         "attention": "text=Attention shows where the model looks"}
+
+
 def test_twenty_sessions_at_once_share_one_model(server):
-    """20 browser sessions recommend and switch scenarios concurrently: no errors, and the server
-    loaded the encoder once for all of them."""
+    """20 browser sessions at once, a third each on the Recommend, LLM re-rank and Attention
+    pages, each opening one scenario and then another: no errors, and the server loaded the
+    encoder once and the LLM once for all of them."""
     import asyncio
     from urllib.parse import urlencode
 
@@ -165,14 +184,15 @@ def test_twenty_sessions_at_once_share_one_model(server):
     from ctxrec.scenarios import load_presets
 
     links = [urlencode(context_to_params(s.context)) for s in load_presets()]
+    paths = list(READY)
 
     async def session(browser, n: int) -> int:
         tab = await browser.new_page(viewport={"width": 1200, "height": 900})
-        errors = 0
+        path, errors = paths[n % len(paths)], 0
         for step in range(2):  # open one scenario, then switch to another
-            await tab.goto(f"{server}/?{links[(n + step * 3) % len(links)]}",
-                           wait_until="domcontentloaded", timeout=300_000)
-            await tab.get_by_text("Why:").first.wait_for(timeout=300_000)
+            await tab.goto(f"{server}/{path}?{links[(n + step * 3) % len(links)]}",
+                           wait_until="domcontentloaded", timeout=600_000)
+            await tab.locator(READY[path]).first.wait_for(timeout=600_000)
             errors += await tab.locator('[data-testid="stException"]').count()
         await tab.close()
         return errors
@@ -188,6 +208,8 @@ def test_twenty_sessions_at_once_share_one_model(server):
     assert asyncio.run(main()) == [0] * 20
     log = (ROOT / "test-output" / "streamlit-browser-test.log").read_text()
     assert log.count("ctxrec: loaded encoder") == 1
+    assert log.count("ctxrec: loaded LLM") == 1
+    assert "Traceback" not in log
 
 
 def test_bad_uploads_get_a_message_and_the_page_keeps_working(page, tmp_path):
@@ -210,3 +232,26 @@ def test_bad_uploads_get_a_message_and_the_page_keeps_working(page, tmp_path):
     assert sidebar.get_by_text("1 row problem(s)").count() == 1
     _no_exception(page)
     page.screenshot(path=str(SHOTS / "upload.png"))
+
+
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory):
+    listed = write_tiny_movielens(tmp_path_factory.mktemp("listed") / "ml-tiny")
+    yield from _start_server("streamlit-shared-test.log", {
+        "CTXREC_SHARED": "1", "CTXREC_SHARED_FOLDERS": str(listed),
+        "CTXREC_SHARED_ENCODERS": "", "CTXREC_SHARED_LLMS": ""})
+
+
+def test_shared_server_offers_only_listed_folders_and_models(shared_server):
+    with _recommend_tab(shared_server, height=1600) as tab:
+        sidebar = tab.locator('[data-testid="stSidebar"]')
+        assert sidebar.get_by_text("Trust remote code").count() == 0
+        assert tab.get_by_role("link", name="Evaluate").count() == 0
+        assert tab.get_by_role("link", name="Train").count() == 1
+        sidebar.get_by_text("MovieLens", exact=True).click()
+        sidebar.get_by_text("ml-tiny · 24 items").wait_for(timeout=120_000)
+        folder = sidebar.locator('[data-testid="stSelectbox"]').filter(has_text="MovieLens folder")
+        assert folder.count() == 1
+        assert sidebar.locator('[data-testid="stTextInput"]').count() == 0  # nothing to type
+        _no_exception(tab)
+        tab.screenshot(path=str(SHOTS / "shared-sidebar.png"))

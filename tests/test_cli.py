@@ -1,8 +1,13 @@
 import json
 import subprocess
 import sys
+from datetime import datetime
+
+import numpy as np
+import pytest
 
 from conftest import ROOT
+from ctxrec import Context
 
 
 def _run(*args):
@@ -10,12 +15,23 @@ def _run(*args):
                           text=True, timeout=600)
 
 
-def test_recommend_prints_a_table():
+def test_recommend_prints_the_librarys_ranking(recommender):
     out = _run("recommend", "--intent", "a board game for friends", "--when",
-               "2026-11-21T20:00", "--with", "friends", "-k", "3")
+               "2026-11-21T20:00", "--with", "friends", "-k", "5")
     assert out.returncode == 0, out.stderr
-    lines = out.stdout.strip().splitlines()
-    assert lines[0].split()[:3] == ["rank", "item_id", "title"] and len(lines) == 4
+    header, *lines = out.stdout.strip().splitlines()
+    columns = ["score", "intent", "history", "context", "mood", "popularity"]
+    assert header.split() == ["rank", "item_id", "title", *columns]
+    # the CLI's defaults: no history, at home, on the phone
+    context = Context(when=datetime(2026, 11, 21, 20, 0), place="home", device="phone",
+                      companions=("friends",), intent="a board game for friends")
+    expected = recommender.recommend(context, k=5).table
+    assert len(lines) == len(expected) == 5
+    for line, row in zip(lines, expected.itertuples()):
+        words = line.split()
+        assert words[:2] == [str(row.rank), row.item_id] and " ".join(words[2:-6]) == row.title
+        printed = np.array(words[-6:], dtype=float)
+        np.testing.assert_allclose(printed, [getattr(row, c) for c in columns], atol=5.1e-4)
 
 
 def test_bad_catalog_is_a_clear_error(tmp_path):
@@ -26,13 +42,23 @@ def test_bad_catalog_is_a_clear_error(tmp_path):
     assert "Traceback" not in out.stderr
 
 
-def test_bench_recommend_prints_json():
-    out = _run("bench", "recommend", "--sizes", "500", "--calls", "3")
+def test_bench_recommend_reports_what_was_asked(encoder):
+    out = _run("bench", "recommend", "--sizes", "300", "500", "--calls", "3")
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
-    timings = result["results"]["500"]["new_intent"]
-    assert 0 < timings["p50_ms"] <= timings["p95_ms"]
-    assert 0 < result["encode"]["ratio"] and result["device"] in ("cpu", "cuda", "mps")
+    assert (result["benchmark"], result["calls"], result["k"]) == ("recommend", 3, 20)
+    assert (result["encoder"], result["device"]) == (encoder.name, encoder.device)
+    assert list(result["results"]) == ["300", "500"]
+    for size in result["results"].values():
+        assert set(size) == {"new_intent", "new_intent_and_history"}
+        for timings in size.values():
+            assert 0 < timings["p50_ms"] <= timings["p95_ms"]
+    assert result["results"]["300"]["new_intent"] != result["results"]["300"][
+        "new_intent_and_history"]  # two cases, timed apart
+    encode = result["encode"]
+    assert encode["texts"] == 2000
+    ours, plain = encode["ctxrec_texts_per_s"], encode["sentence_transformers_texts_per_s"]
+    assert encode["ratio"] == pytest.approx(ours / plain, rel=0.01)  # all three are rounded
 
 
 def test_train_then_evaluate_with_the_checkpoint(tiny_movielens, tmp_path):
@@ -42,7 +68,7 @@ def test_train_then_evaluate_with_the_checkpoint(tiny_movielens, tmp_path):
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     protocols = [r["protocol"] for r in report["results"]]
-    assert protocols == ["full ranking", "full ranking (history masked)",
+    assert protocols == ["full ranking (history not masked)", "full ranking (history masked)",
                          "100 sampled negatives (uniform)"]
     assert len(report["training"]["curve"]) == 4 and "valid NDCG@10" in out.stderr
     assert (out_dir / "model.safetensors").is_file() and (out_dir / "report.json").is_file()
@@ -57,9 +83,14 @@ def test_train_then_evaluate_with_the_checkpoint(tiny_movielens, tmp_path):
     ev = _run("evaluate", "--data", str(tiny_movielens), "--models", "popularity",
               "--checkpoint", str(out_dir), str(second), "--out", str(results))
     assert ev.returncode == 0, ev.stderr
-    ndcg = {r["model"]: r["NDCG@10"] for r in json.loads(results.read_text())["results"]}
-    assert list(ndcg) == ["popularity", "SASRec (id, truncate, seed 0)",
-                          "SASRec (id, truncate, seed 1)", "SASRec ensemble of 2"]
+    rows = json.loads(results.read_text())["results"]
+    ndcg = {r["model"]: r["NDCG@10"] for r in rows
+            if r["protocol"] == "full ranking (history not masked)"}
+    assert list(ndcg) == ["popularity", f"SASRec (id, truncate, seed 0) [{out_dir.name}]",
+                          f"SASRec (id, truncate, seed 1) [{second.name}]",
+                          "SASRec ensemble of 2"]
+    assert {r["protocol"] for r in rows} == {"full ranking (history not masked)",
+                                             "full ranking (history masked)"}
     assert ndcg["SASRec ensemble of 2"] > ndcg["popularity"]  # the cycle is learnable
 
     other_order = _run("evaluate", "--data", str(tiny_movielens), "--models", "popularity",
@@ -79,7 +110,7 @@ def test_train_and_evaluate_on_recboles_float32_time_order(tiny_movielens, tmp_p
               "--time-order", "float32", "--checkpoint", str(out_dir), "--out", str(results))
     assert ev.returncode == 0, ev.stderr
     rows = json.loads(results.read_text())["results"]
-    assert [r["split"] for r in rows] == ["leave-last-out (by float32 time, as RecBole), test"] * 2
+    assert [r["split"] for r in rows] == ["leave-last-out (by float32 time, as RecBole), test"] * 4
     temporal = _run("evaluate", "--data", str(tiny_movielens), "--models", "popularity",
                     "--split", "temporal", "--time-order", "float32")
     assert temporal.returncode == 2 and "leave-last-out split only" in temporal.stderr

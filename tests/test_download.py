@@ -164,14 +164,17 @@ def test_server_ignoring_range_starts_over(server, home, monkeypatch):
     part.parent.mkdir(parents=True)
     part.write_bytes(b"stale bytes from another file")
     original = server.httpd.RequestHandlerClass.do_GET
+    asked = []
 
     def no_ranges(handler):
+        asked.append(handler.headers.get("Range"))
         del handler.headers["Range"]
         original(handler)
 
     monkeypatch.setattr(server.httpd.RequestHandlerClass, "do_GET", no_ranges)
     folder = download_movielens("ml-latest-small", base_url=server.url,
                                 progress=lambda done, total: None)
+    assert asked[-1] == f"bytes={len(b'stale bytes from another file')}-"  # a resume was tried
     assert (folder / "movies.csv").read_bytes() == \
         zipfile.ZipFile(io.BytesIO(data)).read("ml-latest-small/movies.csv")
 

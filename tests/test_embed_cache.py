@@ -10,6 +10,7 @@ def test_vectors_are_computed_once_then_read_back(tmp_path, encoder):
     catalog = read_catalog_csv(CSV)
     calls = []
     first = item_embeddings(encoder, catalog, cache, progress=lambda d, t: calls.append(d))
+    np.testing.assert_allclose(first, encoder.encode(catalog.texts()), atol=1e-6)
     path = cache.path(encoder, catalog)
     stamp = path.stat().st_mtime_ns
     second = item_embeddings(encoder, catalog, cache, progress=lambda d, t: calls.append(d))

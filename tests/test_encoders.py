@@ -36,11 +36,32 @@ def test_truncation_is_detected_and_located(encoder):
     assert kept_tokens <= cut.max_tokens
 
 
-def test_device_is_picked_from_what_exists():
-    assert pick_device("cpu") == "cpu"
-    assert pick_device() == ("cuda" if torch.cuda.is_available() else pick_device())
-    if not torch.cuda.is_available():
-        assert pick_device("cuda") in ("mps", "cpu")
+def _machine(monkeypatch, cuda: bool, mps: bool) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+
+
+def test_device_is_picked_from_what_exists(monkeypatch):
+    _machine(monkeypatch, cuda=True, mps=True)
+    assert pick_device() == "cuda" and pick_device("cuda") == "cuda"
+    assert pick_device("mps") == "mps" and pick_device("cpu") == "cpu"
+    _machine(monkeypatch, cuda=False, mps=True)
+    assert pick_device() == "mps"
+    _machine(monkeypatch, cuda=False, mps=False)  # a preference that is not there falls back
+    assert pick_device() == pick_device("cuda") == pick_device("mps") == "cpu"
+
+
+def test_the_model_is_on_the_device_it_reports(encoder):
+    assert encoder.device == pick_device()
+    assert {p.device.type for p in encoder.model.parameters()} == {encoder.device}
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_asking_for_cuda_without_it_loads_on_the_cpu():
+    encoder = TextEncoder(DEFAULT_ENCODER, device="cuda")
+    assert encoder.device == "cpu" and encoder.precision == "float32"
+    assert {p.device.type for p in encoder.model.parameters()} == {"cpu"}
+    assert encoder.encode_one("a quiet breakfast").shape == (384,)
 
 
 def test_a_local_folder_model_loads(tmp_path, encoder):
@@ -54,9 +75,15 @@ def test_a_local_folder_model_loads(tmp_path, encoder):
     BertModel(config).save_pretrained(tmp_path)
     encoder.tokenizer.save_pretrained(tmp_path)
     tiny = load_encoder(str(tmp_path))
-    vectors = tiny.encode(["one text", "another text"])
+    texts = ["one text", "another, longer text"]
+    vectors = tiny.encode(texts)
     assert tiny.dim == 32 and vectors.shape == (2, 32)
-    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    bert = BertModel.from_pretrained(tmp_path).eval()
+    for text, vector in zip(texts, vectors):  # the mean of the last layer over every token
+        with torch.no_grad():
+            hidden = bert(**encoder.tokenizer(text, return_tensors="pt")).last_hidden_state[0]
+        mean = hidden.mean(0).numpy()
+        np.testing.assert_allclose(vector, mean / np.linalg.norm(mean), atol=1e-5)
 
 
 @pytest.mark.parametrize("name, fragment", [("", "No model given"),

@@ -80,7 +80,7 @@ def test_unpacks_like_load_movielens_and_feeds_the_splits(files):
     split = leave_last_out(interactions, catalog_out)
     assert set(split.test) == {"u1", "u2"}
     # u2's latest event is m6 (March 2024), not the last line with an epoch
-    assert catalog_out.ids[split.test["u2"][0]] == "m6"
+    assert catalog_out.ids[split.test["u2"].item] == "m6"
 
 
 def test_count_column_and_a_catalog_object(tmp_path):

@@ -7,6 +7,7 @@ import time
 from datetime import datetime
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -15,7 +16,6 @@ from ctxrec.llm_models import (DEFAULT_LLM, CausalLM, _cache_is_complete, _write
                                packaged_cache_dir, packaged_gguf_path)
 from ctxrec.llm_rerank import (LLMReranker, answer_token_ids, build_prompt, prompt_parts,
                                shared_prefix_length)
-from ctxrec.weights import COMPONENTS
 
 MORNING = Context(when=datetime(2026, 3, 3, 7, 30), place="home", device="phone",
                   companions=("alone",), intent="something to go with my breakfast",
@@ -131,17 +131,23 @@ def test_occlusion_of_nothing_changes_nothing(tiny, catalog):
                                tiny.score_prompts([dropped], use_cache=False)[0], atol=1e-4)
 
 
-def test_rerank_keeps_contributions_summing_to_score(tiny, recommender, catalog):
+def test_rerank_adds_the_weighted_standardised_llm_score(tiny, recommender, catalog):
     ranking = recommender.recommend(MORNING, k=12)
     reranked = tiny.rerank(ranking, catalog, MORNING, llm_weight=2.0, top_k=8)
     table = reranked.table
     assert len(table) == 8 and list(table["rank"]) == list(range(1, 9))
-    assert set(table["item_id"]) == set(ranking.table["item_id"].head(8))
-    assert (np.diff(table["score"].to_numpy()) <= 1e-12).all()
-    parts = [c for c in (*COMPONENTS, "llm") if c in table]
-    np.testing.assert_allclose(table[parts].sum(axis=1), table["score"], atol=1e-5)
-    z = (table["raw_llm"] - table["raw_llm"].mean()) / table["raw_llm"].std(ddof=0)
-    np.testing.assert_allclose(table["llm"], 2.0 * z, atol=1e-5)
+    # recomputed here: the LLM's score of each of the first stage's top 8, standardised over them
+    first = ranking.table.head(8).set_index("item_id")
+    titles = {h.item_id: catalog.title(h.item_id) for h in MORNING.history}
+    raw = pd.Series(tiny.score(MORNING, [catalog.brief(i) for i in first.index], titles),
+                    index=first.index)
+    z = (raw - raw.mean()) / raw.std(ddof=0)
+    expected = (first["score"] + 2.0 * z).sort_values(ascending=False, kind="stable")
+    assert list(expected.index) != list(first.index)  # the LLM does move items here
+    assert list(table["item_id"]) == list(expected.index)
+    np.testing.assert_allclose(table["score"], expected, atol=1e-6)
+    np.testing.assert_allclose(table["llm"], 2.0 * z[table["item_id"]], atol=1e-6)
+    np.testing.assert_allclose(table["raw_llm"], raw[table["item_id"]], atol=1e-6)
     before = dict(zip(ranking.table["item_id"], ranking.history_attention))
     for item_id, row in zip(table["item_id"], reranked.history_attention):
         np.testing.assert_array_equal(row, before[item_id])
@@ -170,9 +176,27 @@ def test_answer_attention_is_causal_and_mapped_to_parts(tiny, catalog):
 
 def test_explain_is_bounded_and_cached(tiny, catalog):
     item = catalog.text("cafe-24")
-    first = tiny.explain(MORNING, item, max_new_tokens=6)
-    assert isinstance(first, str)
-    assert tiny.explain(MORNING, item, max_new_tokens=6) is first
+    model, tokenizer = tiny.llm.fast, tiny.llm.tokenizer
+    real_generate, generated = model.generate, []
+
+    def counted_generate(*args, **kwargs):  # the real generation, its new tokens recorded
+        output = real_generate(*args, **kwargs)
+        generated.append(output[0, kwargs["input_ids"].shape[1]:].tolist())
+        return output
+
+    model.generate = counted_generate
+    try:
+        first = tiny.explain(MORNING, item, max_new_tokens=6)
+        again = tiny.explain(MORNING, item, max_new_tokens=6)
+        shorter = tiny.explain(MORNING, item, max_new_tokens=3)
+    finally:
+        del model.generate
+    assert len(generated) == 2, "the repeated question is answered from the cache"
+    assert again is first
+    for reason, tokens, bound in zip((first, shorter), generated, (6, 3)):
+        assert 0 < len(tokens) <= bound
+        decoded = " ".join(tokenizer.decode(tokens, skip_special_tokens=True).split())
+        assert reason and decoded.startswith(reason.removesuffix("…"))
 
 
 def test_cache_folder_is_checked_before_use(tmp_path):
@@ -232,18 +256,18 @@ def test_offline_evaluation_reorders_only_the_first_stages_top_k(tiny, tiny_movi
 
     catalog, interactions = load_movielens(tiny_movielens)
     split = leave_last_out(interactions, catalog)
-    users = sorted(split.histories)[:3]
+    queries = split.queries("test", sorted(split.histories)[:3])
 
     class Distinct(Popularity):  # popularity without ties, so "the top five" is one set
-        def scores(self, users, split, target):
-            scores = super().scores(users, split, target)
+        def scores(self, queries):
+            scores = super().scores(queries)
             return scores + np.linspace(0, 1e-3, scores.shape[1])
 
-    before = Distinct().scores(users, split, "test")
+    before = Distinct(split.train_counts).scores(queries)
     reordered = False
     for weight in (0.0, 50.0):
-        after = LLMRerankRanker(Distinct(), tiny, catalog, weight=weight, top_k=5).scores(
-            users, split, "test")
+        after = LLMRerankRanker(Distinct(split.train_counts), tiny, catalog, weight=weight,
+                                top_k=5).scores(queries)
         for b, a in zip(before, after):
             order_b, order_a = np.argsort(-b, kind="stable"), np.argsort(-a, kind="stable")
             assert set(order_a[:5]) == set(order_b[:5])  # the same five stay on top

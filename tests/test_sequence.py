@@ -91,7 +91,7 @@ def test_loss_decreases_and_the_cycle_is_learned():
     assert trained.history[trained.best_epoch - 1].valid_hr == 1.0
     user = next(iter(split.histories))
     history = split.histories[user]
-    assert trained.scores([history])[0].argmax() == split.valid[user][0]
+    assert trained.scores([history])[0].argmax() == split.valid[user].item
 
 
 def test_checkpoint_round_trip_is_bit_identical(tmp_path):
@@ -194,9 +194,17 @@ def test_self_attention_covers_the_history_window():
     catalog, log = cyclic_log(n_users=5, length=10)
     model = tiny(n_items=len(catalog))
     trained = TrainedModel(model, list(catalog.ids))
-    weights, n = trained.self_attention(np.arange(10) % len(catalog))
+    history = np.arange(10) % len(catalog)
+    weights, n = trained.self_attention(history)
     assert n == 6 and weights.shape == (2, 2, 6, 6)
     np.testing.assert_allclose(weights.sum(-1), 1.0, atol=1e-5)
+    assert np.all(weights[..., np.triu(np.ones((6, 6), dtype=bool), k=1)] == 0)
+    older = history.copy()
+    older[:4] = [11, 10, 9, 8]  # outside the window of the last six: nothing changes
+    np.testing.assert_array_equal(trained.self_attention(older)[0], weights)
+    newer = history.copy()
+    newer[4] = 11  # the oldest item inside the window
+    assert not np.allclose(trained.self_attention(newer)[0], weights)
 
 
 def test_seen_keys_mark_each_positions_past():

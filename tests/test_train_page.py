@@ -1,5 +1,7 @@
 """The Train page: a model trained in the app joins the ranking and the Attention page."""
 
+import json
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -22,10 +24,12 @@ def test_train_use_and_see_the_sequence_model(tiny_movielens, tmp_path, monkeypa
     assert not at.exception, at.exception
     job = latest_job()
     assert at.button(key="FormSubmitter:tr_form-Train").disabled, "one training at a time"
-    assert at.button(key="tr_stop") is not None
+    stop = at.button(key="tr_stop")
+    assert stop.label == "Stop (keeps the best epoch)" and not stop.disabled
     assert job.wait(timeout=300), "training ended"
     at.run()
     assert not at.exception, at.exception
+    assert "tr_stop" not in [b.key for b in at.button], "no stop button once it has ended"
     assert not at.error, [e.value for e in at.error]
     assert not at.button(key="FormSubmitter:tr_form-Train").disabled
     assert any(c.key == "tr_curves_done" for c in at.get("plotly_chart")), "the curves are drawn"
@@ -44,8 +48,14 @@ def test_train_use_and_see_the_sequence_model(tiny_movielens, tmp_path, monkeypa
 
     at.switch_page("app_pages/attention.py").run()
     assert not at.exception, at.exception
-    assert at.slider(key="seq_layer") is not None
-    assert any(c.key == "seq_heatmap" for c in at.get("plotly_chart"))
+    layer, head = at.slider(key="seq_layer"), at.slider(key="seq_head")
+    # the form's defaults: two layers; the sequence model's: two heads
+    assert [(s.label, s.min, s.max, s.value) for s in (layer, head)] == [("Layer", 0, 1, 0),
+                                                                         ("Head", 0, 1, 0)]
+    layer.set_value(1).run()
+    assert not at.exception, at.exception
+    heatmap = next(c for c in at.get("plotly_chart") if c.key == "seq_heatmap")
+    assert json.loads(heatmap.proto.spec)["layout"]["title"]["text"].startswith("Layer 1, head 0")
 
 
 def test_stop_ends_training_after_the_epoch_and_keeps_the_best(tiny_movielens, tmp_path,
@@ -64,7 +74,8 @@ def test_stop_ends_training_after_the_epoch_and_keeps_the_best(tiny_movielens, t
         start_job(job.run, tmp_path / "second")  # another session's click: one at a time
     at.button(key="tr_stop").click().run()
     assert not at.exception, at.exception
-    assert at.button(key="tr_stop").disabled  # "Stopping after this epoch…"
+    stop = at.button(key="tr_stop")
+    assert stop.disabled and stop.label == "Stopping after this epoch…"
     assert job.wait(timeout=300)
     assert job.error is None and 1 <= len(job.epochs) <= 2
     at.run()

@@ -7,6 +7,7 @@ free of UI code.
 from __future__ import annotations
 
 import logging
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from ctxrec.llm_models import load_llm
 from ctxrec.llm_rerank import AnswerFocus, LLMReranker, OcclusionRow
 from ctxrec.scenarios import Scenario, ScenarioError, ScenarioStore, load_presets, store_path
 from ctxrec.sequence_train import TrainedModel, load_checkpoint
+from ctxrec.server_policy import PolicyError, ServerPolicy
 from ctxrec.similarity import project_2d
 
 log = logging.getLogger("ctxrec.app")
@@ -28,24 +30,41 @@ if not log.handlers:  # the operator sees each model load once in the server log
     log.setLevel(logging.INFO)
 
 MODEL_KEY = "active_model"  # name of the encoder in use (changes only when a load succeeds)
-TRUST_KEY = "active_trust_remote_code"
+ENCODER_TRUST_KEY = "active_encoder_trust"  # whether that encoder may run its own code
 CATALOG_KEY = "active_catalog"  # an uploaded Catalog, or absent for the built-in one
 SEQUENCE_KEY = "active_sequence_model"  # checkpoint folder of the attached sequence model
+OWNER_KEY = "session_owner"  # this session's id, to tell its training jobs from others'
 
 
-@st.cache_resource(show_spinner="Loading the language model…")
+def _read_policy() -> tuple[ServerPolicy, str | None]:
+    try:
+        return ServerPolicy.from_env(), None
+    except PolicyError as err:  # refuse visitors rather than guess what the operator meant
+        return ServerPolicy(shared=True, max_models=1), str(err)
+
+
+# Read once per server process: the cache bounds below are fixed when this module is imported.
+POLICY, POLICY_ERROR = _read_policy()
+MODELS = POLICY.max_models
+
+# st.cache_resource hands every session the same object, so it holds models (read-only, see
+# ctxrec.llm_rerank) and other unserialisable objects only; data goes through st.cache_data,
+# which gives each caller its own copy. Every cache is bounded and drops the least recently used.
+
+
+@st.cache_resource(show_spinner="Loading the language model…", max_entries=MODELS)
 def cached_encoder(name: str, trust_remote_code: bool) -> TextEncoder:
     encoder = load_encoder(name, trust_remote_code=trust_remote_code)
     log.info("ctxrec: loaded encoder %s on %s", name, encoder.device)
     return encoder
 
 
-@st.cache_resource(show_spinner=False)
+@st.cache_data(show_spinner=False, max_entries=1)
 def cached_builtin_catalog() -> Catalog:
     return builtin_catalog()
 
 
-@st.cache_resource(show_spinner="Preparing the recommender…", max_entries=4)
+@st.cache_resource(show_spinner="Preparing the recommender…", max_entries=MODELS)
 def _cached_recommender(encoder_key: str, catalog_key: str, sequence_key: str | None,
                         _encoder: TextEncoder, _catalog: Catalog) -> Recommender:
     vectors = item_embeddings(_encoder, _catalog)
@@ -55,7 +74,7 @@ def _cached_recommender(encoder_key: str, catalog_key: str, sequence_key: str | 
     return recommender
 
 
-@st.cache_resource(show_spinner="Loading the sequence model…", max_entries=4)
+@st.cache_resource(show_spinner="Loading the sequence model…", max_entries=MODELS)
 def _sequence_checkpoint(path: str, stamp: float) -> TrainedModel:
     return load_checkpoint(path)
 
@@ -77,20 +96,26 @@ def sequence_model() -> TrainedModel | None:
     return trained if trained.matches(catalog()) else None
 
 
-@st.cache_resource(show_spinner="Reading the MovieLens folder…", max_entries=2)
+@st.cache_data(show_spinner="Reading the MovieLens folder…", max_entries=2)
 def movielens_catalog(folder: str) -> Catalog:
     from ctxrec.movielens import load_movielens
 
-    return load_movielens(folder)[0]
+    return load_movielens(POLICY.check_folder(folder))[0]
 
 
 def init_state() -> None:
     st.session_state.setdefault(MODEL_KEY, DEFAULT_ENCODER)
-    st.session_state.setdefault(TRUST_KEY, False)
+    st.session_state.setdefault(ENCODER_TRUST_KEY, False)
+    st.session_state.setdefault(OWNER_KEY, uuid.uuid4().hex)
+
+
+def owner() -> str | None:
+    """Whose training jobs this session sees: its own on a shared server, every one otherwise."""
+    return st.session_state[OWNER_KEY] if POLICY.shared else None
 
 
 def encoder() -> TextEncoder:
-    return cached_encoder(st.session_state[MODEL_KEY], st.session_state[TRUST_KEY])
+    return cached_encoder(st.session_state[MODEL_KEY], st.session_state[ENCODER_TRUST_KEY])
 
 
 def catalog() -> Catalog:
@@ -112,13 +137,18 @@ def recommender() -> Recommender:
                                st.session_state.get(SEQUENCE_KEY) if attached else None, enc, cat)
 
 
-@st.cache_resource(show_spinner="Loading the model with eager attention…", max_entries=2)
+@st.cache_resource(show_spinner="Loading the model with eager attention…", max_entries=MODELS)
 def _attention_model(name: str, trust_remote_code: bool) -> AttentionModel:
     return AttentionModel(name, trust_remote_code=trust_remote_code)
 
 
 def attention_model() -> AttentionModel:
-    return _attention_model(st.session_state[MODEL_KEY], st.session_state[TRUST_KEY])
+    """The active encoder loaded for reading attention, with the trust given to that encoder."""
+    return _attention_model(st.session_state[MODEL_KEY], st.session_state[ENCODER_TRUST_KEY])
+
+
+def encoder_trust() -> bool:
+    return st.session_state[ENCODER_TRUST_KEY]
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -140,7 +170,7 @@ def projection(encoder_key: str, catalog_key: str, extra_key: tuple[str, ...],
     return project_2d(_vectors, _extra)
 
 
-@st.cache_resource(show_spinner=False)
+@st.cache_resource(show_spinner=False, max_entries=2)
 def _scenario_store(path: str) -> ScenarioStore:
     return ScenarioStore(path)
 
@@ -149,7 +179,7 @@ def scenario_store() -> ScenarioStore:
     return _scenario_store(str(store_path()))
 
 
-@st.cache_resource(show_spinner=False)
+@st.cache_data(show_spinner=False, max_entries=1)
 def presets() -> list[Scenario]:
     return load_presets()
 
@@ -166,7 +196,7 @@ def scenario_choices() -> dict[str, Scenario]:
     return choices
 
 
-@st.cache_resource(show_spinner="Loading the generative language model…", max_entries=2)
+@st.cache_resource(show_spinner="Loading the generative language model…", max_entries=MODELS)
 def llm_reranker(name: str, trust_remote_code: bool) -> LLMReranker:
     reranker = LLMReranker(load_llm(name, trust_remote_code=trust_remote_code))
     log.info("ctxrec: loaded LLM %s on %s", name, reranker.llm.device)
