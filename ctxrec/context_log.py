@@ -297,8 +297,9 @@ def evaluate_context(recommender: Recommender, events: ContextEvents,
             ranker, split, [rule], k=k,
             progress=(lambda d, t, n=ranker.name: progress(n, d, t)) if progress else None)
     results, per_user = summarise(evaluated, seed=seed)
-    return {"dataset": events.source, "split": split.name, "protocol": f"{protocol} ({rule.label})",
-            "protocols": [f"{protocol} ({rule.label})"], "k": k, "seed": seed,
+    label = f"{protocol} · {rule.label}"
+    return {"dataset": events.source, "split": split.name, "protocol": label,
+            "protocols": [label], "k": k, "seed": seed,
             "events": len(split.test), "unknown_values": events.unknown_values,
             "results": results,
             "p_ndcg_context_vs_blank": paired_test(per_user["ctxrec"]["ndcg"].to_numpy(),

@@ -246,7 +246,7 @@ def test_shared_server_offers_only_listed_folders_and_models(shared_server):
     with _recommend_tab(shared_server, height=1600) as tab:
         sidebar = tab.locator('[data-testid="stSidebar"]')
         assert sidebar.get_by_text("Trust remote code").count() == 0
-        assert tab.get_by_role("link", name="Evaluate").count() == 0
+        assert tab.get_by_role("link", name="Evaluate").count() == 1  # its folders are listed too
         assert tab.get_by_role("link", name="Train").count() == 1
         sidebar.get_by_text("MovieLens", exact=True).click()
         sidebar.get_by_text("ml-tiny · 24 items").wait_for(timeout=120_000)
@@ -255,3 +255,37 @@ def test_shared_server_offers_only_listed_folders_and_models(shared_server):
         assert sidebar.locator('[data-testid="stTextInput"]').count() == 0  # nothing to type
         _no_exception(tab)
         tab.screenshot(path=str(SHOTS / "shared-sidebar.png"))
+
+
+def test_a_context_log_is_evaluated_on_the_evaluate_page(server, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    from ctxrec import builtin_catalog
+
+    ids = list(builtin_catalog().ids)
+    rows = ["user,item,daytime,place"] + [
+        f"u{u},{ids[(5 * u + 3 * j) % 60]},{('morning', 'evening')[j % 2]},"
+        f"{('home', 'work')[u % 2]}" for u in range(15) for j in range(4)]
+    log = tmp_path / "usage.csv"
+    log.write_text("\n".join(rows) + "\n")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        tab = browser.new_page(viewport={"width": 1400, "height": 2000})
+        tab.goto(f"{server}/evaluate", wait_until="domcontentloaded")
+        tab.get_by_role("tab", name="Log with context").click()
+        tab.locator('input[type="file"]').set_input_files(str(log))
+        tab.get_by_text("usage.csv").first.wait_for(timeout=60_000)
+        box = tab.get_by_role("textbox", name="Columns (FIELD=COLUMN)")
+        box.fill("user=user item=item daytime=daytime place=place")
+        box.press("Enter")
+        tab.get_by_text("discovery: an item new to the user").click()
+        tab.get_by_role("button", name="Run on the log").click()
+        tab.get_by_text("usage.csv · discovery").wait_for(timeout=180_000)
+        tab.get_by_text("Context against context blanked").wait_for()
+        table = tab.locator('[data-testid="stDataFrame"]')
+        table.wait_for()
+        tab.wait_for_timeout(1500)
+        _no_exception(tab)
+        tab.screenshot(path=str(SHOTS / "evaluate-context-log.png"), full_page=True)
+        browser.close()

@@ -66,3 +66,16 @@ def test_beyond_accuracy():
     assert m.intra_list_diversity(np.array([[0, 1], [2, 2]]), vectors).tolist() == [1.0, 0.0]
     p = np.array([0.5, 0.25, 0.25])
     assert m.novelty(np.array([[0, 1], [1, 2]]), p).tolist() == [1.5, 2.0]
+
+
+def test_single_target_metrics_agree_with_the_top_k_metrics_when_nothing_ties():
+    rng = np.random.default_rng(5)
+    scores = rng.random((40, 30))
+    target = rng.integers(0, 30, 40)
+    better, tied = m.target_position(scores, target)
+    single = m.single_target_metrics(better, tied, k=10)
+    topk = np.argsort(-scores, axis=1)[:, :10]
+    hits = m.hit_matrix(topk, [{t} for t in target])
+    np.testing.assert_allclose(single["ndcg"], m.ndcg(hits, np.ones(40)))
+    np.testing.assert_allclose(single["hr"], m.hit_rate(hits))
+    np.testing.assert_allclose(single["mrr"], m.mrr(hits))
