@@ -112,7 +112,7 @@ def test_recommend_page_ranks_explains_and_takes_feedback(page):
     _settle(page)
     liked = page.locator('[data-testid="stMultiSelect"]').filter(has_text="Liked before")
     liked.filter(has_text=title).wait_for(timeout=60_000)  # a busy server redraws late
-    assert page.get_by_text("attends to").count() >= 1
+    page.get_by_text("attends to").first.wait_for(timeout=120_000)  # cards from the new history
     _no_exception(page)
     page.wait_for_timeout(1500)  # let the chart finish its transition
     page.screenshot(path=str(SHOTS / "recommend.png"))
