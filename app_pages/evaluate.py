@@ -41,10 +41,6 @@ def _progress_run(job, *args, **kwargs) -> dict | None:
     return run
 
 
-def _pairs(text: str) -> dict[str, str]:
-    return dict(pair.split("=", 1) for pair in text.split() if "=" in pair)
-
-
 st.title("📏 Evaluate")
 movielens_tab, log_tab, load_tab = st.tabs(["MovieLens", "Log with context", "Load results"])
 with movielens_tab:
@@ -100,10 +96,9 @@ with log_tab:
     log_k = right.slider("K", 1, 50, 10, key="ev_log_k")
     if st.button("Run on the log", key="ev_log_run", type="primary", disabled=events_file is None):
         try:
-            mapping = ColumnMap(**_pairs(mapping_text),
-                                extra=tuple(_pairs(extra_text).items()))
+            mapping = ColumnMap.from_pairs(mapping_text.split(), extra_text.split())
             events = read_context_log(events_file, mapping, state.catalog())
-        except (TypeError, ValueError) as err:
+        except ValueError as err:
             st.error(f"Could not read the log: {err}")
         else:
             _progress_run(evaluate_context, state.recommender(), events, log_protocol,

@@ -286,14 +286,12 @@ def _evaluate_context(args: argparse.Namespace, catalog, encoder, vectors) -> in
     from .context_log import ColumnMap, evaluate_context, read_context_log
     from .recommender import Recommender
 
-    fields = dict(pair.split("=", 1) for pair in args.map if "=" in pair)
-    extra = tuple(tuple(pair.split("=", 1)) for pair in args.context if "=" in pair)
     try:
-        mapping = ColumnMap(**fields, extra=extra)
+        mapping = ColumnMap.from_pairs(args.map, args.context)
         events = read_context_log(args.events, mapping, catalog)
         run = evaluate_context(Recommender(catalog, encoder, vectors), events, args.protocol,
                                k=args.k, seed=args.seed, progress=_print_stage)
-    except (TypeError, ValueError) as err:
+    except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     _write_results(run, args.out)

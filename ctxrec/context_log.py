@@ -21,7 +21,7 @@ never taken as time: without timestamps the history is every other event of the 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -77,9 +77,31 @@ class ColumnMap:
     companions: str | None = None  # alone / partner / friends / family / kids / colleagues
     extra: tuple[tuple[str, str], ...] = ()
 
+    @classmethod
+    def from_pairs(cls, fields: Iterable[str], extra: Iterable[str] = ()) -> ColumnMap:
+        """A map from ``FIELD=COLUMN`` strings (``fields``) and ``NAME=COLUMN`` strings
+        (``extra``), as typed on the command line or the Evaluate page.
+
+        Raises:
+            ValueError: a pair without ``=``, or a field this map does not know.
+        """
+        known = [f for f in cls.__dataclass_fields__ if f != "extra"]
+        named = dict(_pair(p, known) for p in fields)
+        unknown = [k for k in named if k not in known]
+        if unknown:
+            raise ValueError(f"unknown field '{unknown[0]}' (fields: {', '.join(known)})")
+        return cls(**named, extra=tuple(_pair(p, known) for p in extra))
+
     def columns(self) -> dict[str, str]:
         named = {k: v for k, v in vars(self).items() if k != "extra" and v is not None}
         return {**named, **dict(self.extra)}
+
+
+def _pair(text: str, fields: list[str]) -> tuple[str, str]:
+    name, sep, column = text.partition("=")
+    if not sep or not name.strip() or not column.strip():
+        raise ValueError(f"'{text}' is not NAME=COLUMN (fields: {', '.join(fields)})")
+    return name.strip(), column.strip()
 
 
 @dataclass
@@ -248,8 +270,8 @@ def _hold_out(indices: np.ndarray, positions: np.ndarray, timestamps: np.ndarray
     """The held-out event of one user's events and the events that count as before it."""
     items = positions[indices]
     if timestamps is None:
-        eligible = np.ones(len(indices), dtype=bool) if protocol == "repeat" else \
-            np.array([(items == item).sum() == 1 for item in items])
+        _, slot, uses = np.unique(items, return_inverse=True, return_counts=True)
+        eligible = np.ones(len(indices), dtype=bool) if protocol == "repeat" else uses[slot] == 1
         if not eligible.any():
             return None, indices[:0]
         pick = rng.choice(np.flatnonzero(eligible))
@@ -258,9 +280,12 @@ def _hold_out(indices: np.ndarray, positions: np.ndarray, timestamps: np.ndarray
     order = np.argsort(times, kind="stable")
     if protocol == "repeat":
         eligible = np.ones(len(indices), dtype=bool)
-    else:  # an item is new at an event when no earlier event of the user has it
-        eligible = np.array([not ((items == item) & (times < t)).any()
-                             for item, t in zip(items, times)])
+    else:  # an item is new at an event when no earlier event of the user has it: the event
+        # falls at the item's first time of use
+        _, slot = np.unique(items, return_inverse=True)
+        first = np.full(slot.max() + 1, np.inf)
+        np.minimum.at(first, slot, times)
+        eligible = times == first[slot]
     if not eligible.any():
         return None, indices[:0]
     latest = times[eligible].max()

@@ -506,12 +506,12 @@ def summarise(results: Sequence[EvalResult], seed: int = 0
         per_user[key] = result.per_user
         rows.append(row)
     for protocol in protocols:
-        same = [r for r in results if r.protocol == protocol]
-        reference = same[0].per_user["ndcg"].to_numpy()
-        for result in same[1:]:
-            row = rows[results.index(result)]
-            row[f"p_ndcg_vs_{same[0].model}"] = paired_test(result.per_user["ndcg"].to_numpy(),
-                                                            reference, seed=seed)
+        same = [i for i, r in enumerate(results) if r.protocol == protocol]
+        first = results[same[0]]
+        for i in same[1:]:
+            rows[i][f"p_ndcg_vs_{first.model}"] = paired_test(
+                results[i].per_user["ndcg"].to_numpy(), first.per_user["ndcg"].to_numpy(),
+                seed=seed)
     return rows, per_user
 
 

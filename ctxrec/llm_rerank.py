@@ -358,9 +358,6 @@ class LLMReranker:
     def _score_texts(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros(0, dtype=np.float64)
-        return self._score_ids(texts)
-
-    def _score_ids(self, texts: list[str]) -> np.ndarray:
         # the chat template or the plain layout already holds any special tokens the model needs
         ids = self.llm.tokenizer(texts, add_special_tokens=False)["input_ids"]
         # shortest first, so each batch pads little
