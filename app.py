@@ -3,7 +3,7 @@
 import streamlit as st
 
 from ctxrec import DEFAULT_ENCODER, CatalogError, ModelLoadError, read_catalog_csv
-from ctxrec.movielens import find_movielens_folders
+from ctxrec.data.movielens import find_movielens_folders
 from ctxrec.server_policy import PolicyError
 from ui import state
 from ui.context_editor import apply_scenario, init_context_state

@@ -3,8 +3,8 @@
 import streamlit as st
 
 from ctxrec import COMPONENTS
-from ctxrec.compare import compare_rankings
 from ctxrec.export import safe_csv
+from ctxrec.rank.compare import compare_rankings
 from ctxrec.viz import slope_figure
 from ui import state
 from ui.options import current_ranking

@@ -7,18 +7,20 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from ctxrec.context_log import CONTEXT_PROTOCOLS, ColumnMap, evaluate_context, read_context_log
-from ctxrec.embed_cache import data_home
-from ctxrec.experiment import (MASKINGS, MODELS, ExperimentConfig, results_table, run_experiment,
-                               save_results)
+from ctxrec.data.context_log import ColumnMap, read_context_log
+from ctxrec.data.home import data_home
+from ctxrec.data.movielens import find_movielens_folders
+from ctxrec.evaluation.context_split import CONTEXT_PROTOCOLS
+from ctxrec.experiments.context_log import evaluate_context
+from ctxrec.experiments.movielens import MASKINGS, MODELS, ExperimentConfig, run_experiment
+from ctxrec.experiments.results import results_table, save_results
 from ctxrec.export import safe_csv
-from ctxrec.movielens import find_movielens_folders
+from ctxrec.sequence.job import saved_checkpoints
 from ctxrec.viz import metric_bars_figure, rank_distribution_figure
 from ui import state
 from ui.pickers import folder_picker
 
 RESULTS = data_home() / "results"
-MODELS_HOME = data_home() / "models"
 MASK_WORDS = {"both": "both, side by side", "unmasked": "not masked", "masked": "masked"}
 PROTOCOL_WORDS = {"repeat": "repeat: nothing masked (people use items again)",
                   "discovery": "discovery: an item new to the user, used items masked"}
@@ -47,10 +49,8 @@ with movielens_tab:
     data = folder_picker("MovieLens folder", "ev_data", list(find_movielens_folders()),
                          hint="ml-latest-small, ml-25m or ml-1m layout")
     models = st.multiselect("Models", MODELS, default=list(MODELS), key="ev_models")
-    saved = sorted(p.parent for p in MODELS_HOME.glob("*/config.json")) \
-        if MODELS_HOME.is_dir() else []
     checkpoints = st.multiselect("Trained sequence models (with several, also their ensemble)",
-                                 saved, format_func=lambda p: p.name, key="ev_checkpoints")
+                                 saved_checkpoints(), format_func=lambda p: p.name, key="ev_checkpoints")
     left, right = st.columns(2)
     split = left.radio("Split", ("leave-last-out", "temporal", "random"), key="ev_split",
                        horizontal=True)

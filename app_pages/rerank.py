@@ -3,7 +3,7 @@
 import streamlit as st
 
 from ctxrec import COMPONENTS, ModelLoadError
-from ctxrec.llm_models import DEFAULT_LLM
+from ctxrec.llm.models import DEFAULT_LLM
 from ctxrec.server_policy import PolicyError
 from ctxrec.viz import bar_figure, contributions_figure, heatmap_figure
 from ui import state

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from ctxrec.scenarios import Scenario, ScenarioError, scenarios_from_json, scenarios_to_json
+from ctxrec.data.scenarios import Scenario, ScenarioError, scenarios_from_json, scenarios_to_json
 from ui import state
 from ui.context_editor import apply_scenario
 from ui.page_setup import context_summary, prepare

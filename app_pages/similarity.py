@@ -3,7 +3,7 @@
 import streamlit as st
 
 from ctxrec.export import matrix_csv
-from ctxrec.similarity import compare_items, token_similarity
+from ctxrec.inspect.similarity import compare_items, token_similarity
 from ctxrec.viz import embedding_map_figure, heatmap_figure
 from ui import state
 from ui.options import pick_item

@@ -7,19 +7,19 @@ import platform
 import subprocess
 import sys
 import time
-from pathlib import Path
-from dataclasses import replace
 from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
-from .catalog import Catalog, builtin_catalog
-from .context import Context, HistoryEntry
-from .embed_cache import item_embeddings
-from .encoders import TextEncoder, load_encoder
-from .recommender import Recommender
+from .data.catalog import Catalog, builtin_catalog
+from .data.context import Context, HistoryEntry
+from .rank.recommender import Recommender
+from .text.embed_cache import item_embeddings
+from .text.encoders import TextEncoder, load_encoder
 
 __all__ = ["bench_all", "bench_attention", "bench_encode", "bench_recommend", "synthetic_catalog"]
 
@@ -121,7 +121,7 @@ def bench_encode(encoder: TextEncoder, catalog: Catalog, n_texts: int = 2_000, r
 def bench_attention(calls: int = 20, tokens: int = 128) -> dict:
     """Time to extract every layer's attention for a ``tokens`` + ``tokens`` pair, and the rollout,
     with the default encoder read with eager attention."""
-    from .attention import AttentionModel, rollout
+    from .inspect.attention import AttentionModel, rollout
 
     model = AttentionModel()
     words = ("quiet", "evening", "film", "kids", "rain", "market", "coffee", "trail")
@@ -138,12 +138,13 @@ def bench_attention(calls: int = 20, tokens: int = 128) -> dict:
 
 def bench_training(data: str | None = None, epochs: int = 2, max_len: int = 50,
                    batch_size: int = 32) -> dict:
-    """Seconds per training epoch of the sequence model (ID items, full softmax) on a MovieLens
-    folder (default: the first one found), validation excluded."""
-    from .evaluate import leave_last_out
-    from .movielens import find_movielens_folders, load_movielens
-    from .sequence_model import SequenceConfig
-    from .sequence_train import TrainConfig, train_sequence_model
+    """Seconds per training epoch of the sequence model (the Train page's quick preset with ID
+    items, full softmax) on a MovieLens folder (default: the first one found), validation
+    excluded; the JSON names the architecture."""
+    from .data.movielens import find_movielens_folders, load_movielens
+    from .evaluation.split import leave_last_out
+    from .sequence.config import PRESETS, TrainConfig
+    from .sequence.train import train_sequence_model
 
     folder = data or next((str(p) for p in find_movielens_folders()), None)
     if folder is None:
@@ -151,7 +152,7 @@ def bench_training(data: str | None = None, epochs: int = 2, max_len: int = 50,
                 "`python -m ctxrec data download ml-latest-small` or pass --data"}
     catalog, interactions = load_movielens(folder)
     split = leave_last_out(interactions, catalog)
-    config = SequenceConfig(n_items=len(catalog), max_len=max_len)
+    config = replace(PRESETS["quick"], n_items=len(catalog), max_len=max_len, item_repr="id")
     trained = train_sequence_model(split, catalog, config,
                                    TrainConfig(epochs=epochs, batch_size=batch_size,
                                                patience=epochs))
@@ -159,7 +160,7 @@ def bench_training(data: str | None = None, epochs: int = 2, max_len: int = 50,
     return {"benchmark": "training", "data": Path(folder).name, "users": len(split.histories),
             "items": len(catalog), "targets_per_epoch": int(sum(
                 max(0, len(h) - 1) for h in split.histories.values())),
-            "epoch_s": [round(s, 2) for s in seconds], "device": str(
+            "model": config.to_dict(), "epoch_s": [round(s, 2) for s in seconds], "device": str(
                 next(trained.model.parameters()).device), "torch_threads": torch.get_num_threads()}
 
 
@@ -172,9 +173,9 @@ def bench_rerank(top_k: int = 20, calls: int = 5, llm: str | None = None) -> dic
     and then loading the LLM, as a command-line run does."""
     import resource
 
-    from .llm_models import DEFAULT_LLM, load_llm
-    from .llm_rerank import LLMReranker, shared_prefix_length
-    from .scenarios import load_presets
+    from .data.scenarios import load_presets
+    from .llm.models import DEFAULT_LLM, load_llm
+    from .llm.rerank import LLMReranker, shared_prefix_length
 
     name = llm or DEFAULT_LLM
     fresh = _fresh_process_load(name)  # also converts and caches the packaged model if needed
@@ -217,7 +218,7 @@ def _fresh_process_load(name: str) -> dict:
     """Seconds a new Python process needs to import the libraries, and then to load the LLM
     from its cache: what a command-line run pays, where the app has the libraries loaded."""
     script = ("import time; t = time.perf_counter(); import transformers, torch; "
-              "from ctxrec.llm_models import load_llm; i = time.perf_counter(); "
+              "from ctxrec.llm.models import load_llm; i = time.perf_counter(); "
               f"load_llm({name!r}); e = time.perf_counter(); print(i - t, e - i)")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          check=True, cwd=Path(__file__).resolve().parent.parent)
@@ -230,7 +231,7 @@ def bench_all(sizes: Sequence[int] = (1_000, 10_000, 100_000, 1_000_000), calls:
     """Every benchmark in one JSON, with the device and the peak memory of the run."""
     import resource
 
-    from .encoders import pick_device
+    from .text.encoders import pick_device
 
     recommend = bench_recommend(sizes=sizes, calls=calls)
     attention = bench_attention(calls=calls)

@@ -3,11 +3,10 @@
 from datetime import time
 
 import numpy as np
-
 import pytest
+from conftest import ROOT
 from streamlit.testing.v1 import AppTest
 
-from conftest import ROOT
 from ctxrec import read_catalog_csv
 
 TIMEOUT = 240
@@ -140,7 +139,7 @@ def test_history_heatmap_shows_the_rankings_own_weights(linked, recommender):
     import base64
     import json
 
-    from ctxrec.context import context_from_params
+    from ctxrec.data.context import context_from_params
 
     linked.switch_page("app_pages/history_attention.py").run()
     assert not linked.exception

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from ctxrec.attention import AttentionModel, PairAttention, rollout, segment_boxes
+from ctxrec.inspect.attention import AttentionModel, PairAttention, rollout, segment_boxes
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,10 @@ from datetime import datetime
 import numpy as np
 import pytest
 
-from ctxrec import CatalogError, Context, HistoryEntry, ModelLoadError, load_encoder, \
-    read_catalog_csv
-from ctxrec.context import context_from_params
-from ctxrec.scenarios import ScenarioError, scenarios_from_json
+from ctxrec import (CatalogError, Context, HistoryEntry, ModelLoadError, load_encoder,
+                    read_catalog_csv)
+from ctxrec.data.context import context_from_params
+from ctxrec.data.scenarios import ScenarioError, scenarios_from_json
 
 HEADER = b"id,title,mood,duration_min\n"
 

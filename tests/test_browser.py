@@ -13,7 +13,6 @@ import urllib.request
 from contextlib import contextmanager
 
 import pytest
-
 from conftest import ROOT, write_tiny_movielens
 
 pytestmark = pytest.mark.slow
@@ -180,8 +179,8 @@ def test_twenty_sessions_at_once_share_one_model(server):
 
     from playwright.async_api import async_playwright
 
-    from ctxrec.context import context_to_params
-    from ctxrec.scenarios import load_presets
+    from ctxrec.data.context import context_to_params
+    from ctxrec.data.scenarios import load_presets
 
     links = [urlencode(context_to_params(s.context)) for s in load_presets()]
     paths = list(READY)

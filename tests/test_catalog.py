@@ -1,8 +1,8 @@
 import pytest
 
 from ctxrec import CatalogError, read_catalog_csv
-from ctxrec.catalog import (CATEGORIES, COMPANIONS, DAYPARTS, DAYS, MOODS, PLACES, PRICES,
-                            builtin_catalog)
+from ctxrec.data.catalog import (CATEGORIES, COMPANIONS, DAYPARTS, DAYS, MOODS, PLACES, PRICES,
+                                 builtin_catalog)
 
 HEADER = "id,title,category,description,tags,mood,dayparts,days,places,devices,companions," \
          "duration_min,price\n"
@@ -92,7 +92,7 @@ def test_brief_is_short_and_falls_back_to_the_first_sentence():
 def test_builtin_loader_refuses_a_broken_builtin(tmp_path, monkeypatch):
     broken = tmp_path / "catalog.csv"
     broken.write_text(HEADER + GOOD.replace("calm", "sleepy"))
-    monkeypatch.setattr("ctxrec.catalog.BUILTIN_PATH", broken)
+    monkeypatch.setattr("ctxrec.data.catalog.BUILTIN_PATH", broken)
     with pytest.raises(CatalogError, match="line 2, field 'mood'"):
         builtin_catalog()
 

@@ -5,9 +5,11 @@ from datetime import datetime
 
 import numpy as np
 import pytest
-
 from conftest import ROOT
+
 from ctxrec import Context
+from ctxrec.cli import _parser, main
+from ctxrec.sequence.config import SequenceConfig, TrainConfig
 
 
 def _run(*args):
@@ -40,6 +42,32 @@ def test_bad_catalog_is_a_clear_error(tmp_path):
     out = _run("recommend", "--catalog", str(bad))
     assert out.returncode == 2 and "error: Catalog rejected" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("flags", [["--catalog", "missing.csv"], ["--model", "no-such-model"]],
+                         ids=["missing catalog", "missing model folder"])
+def test_bad_recommend_input_exits_2_with_one_line(tmp_path, capsys, flags):
+    flags = [flags[0], str(tmp_path / flags[1])]
+    assert main(["recommend", *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and str(tmp_path) in err and "Traceback" not in err
+
+
+def test_train_defaults_are_the_config_defaults():
+    args = _parser().parse_args(["train", "--data", "x"])
+    model, train = SequenceConfig(n_items=1), TrainConfig()
+    shared = {"item_repr": (model, "item_repr"), "memory": (model, "memory"),
+              "max_len": (model, "max_len"), "hidden": (model, "hidden"),
+              "layers": (model, "layers"), "heads": (model, "heads"),
+              "dropout": (model, "dropout"), "epochs": (train, "epochs"),
+              "batch_size": (train, "batch_size"), "lr": (train, "lr"),
+              "patience": (train, "patience"), "stride": (train, "stride"),
+              "average": (train, "average"), "loss": (train, "loss"),
+              "negatives": (train, "n_negatives"), "seed": (train, "seed"),
+              "device": (train, "device"), "time_budget": (train, "time_budget_s")}
+    for flag, (config, field) in shared.items():
+        assert getattr(args, flag) == getattr(config, field), flag
+    assert (not args.fixed_windows) == train.shuffle_windows
 
 
 def test_bench_recommend_reports_what_was_asked(encoder):

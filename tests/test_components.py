@@ -1,9 +1,9 @@
 import numpy as np
 
-from ctxrec.catalog import MOODS
-from ctxrec.components import StructuredAttributes, history_attention, mood_distribution, \
-    mood_match
 from ctxrec import read_catalog_csv
+from ctxrec.data.catalog import MOODS
+from ctxrec.rank.components import (StructuredAttributes, history_attention, mood_distribution,
+                                    mood_match)
 
 
 def test_history_attention_matches_the_formula_by_hand():

@@ -47,7 +47,7 @@ def _contexts(n: int) -> list[Context]:
 
 @pytest.fixture(scope="module")
 def llm():
-    from ctxrec.llm_models import DEFAULT_LLM, load_llm
+    from ctxrec.llm.models import DEFAULT_LLM, load_llm
 
     return load_llm(DEFAULT_LLM, device="cpu")
 
@@ -55,7 +55,7 @@ def llm():
 def test_llm_scores_and_attention_from_eight_threads(llm, catalog):
     """Scores run with fused attention and the attention views with the eager kernel; a kernel
     switched per call on the shared model gave other threads ``attentions=None``."""
-    from ctxrec.llm_rerank import LLMReranker
+    from ctxrec.llm.rerank import LLMReranker
 
     reranker = LLMReranker(llm, cache_size=8)  # fewer than the prompts: eviction happens
     contexts, items = _contexts(THREADS), list(catalog.ids[:2 * THREADS])
@@ -65,11 +65,11 @@ def test_llm_scores_and_attention_from_eight_threads(llm, catalog):
         texts = [reranker.prompt(context, b).text for b in brief]
 
         def fresh():  # past the cache, so every call runs the model
-            return reranker.score_prompts(texts, use_cache=False)
+            return reranker.judge_prompts(texts, use_cache=False)
 
         if n % 2:
             return lambda: [reranker.answer_focus(context, brief[0]).per_head, fresh()]
-        return lambda: [fresh(), reranker.score_prompts(texts)]
+        return lambda: [fresh(), reranker.judge_prompts(texts)]
 
     tasks = [task(n) for n in range(THREADS)]
     alone = [t() for t in tasks]
@@ -81,12 +81,13 @@ def test_llm_scores_and_attention_from_eight_threads(llm, catalog):
 def test_sequence_model_memory_modes_from_eight_threads():
     """The same weights read long histories three ways; the way is an argument, not a setting
     changed on the shared model."""
-    from ctxrec.sequence_model import SASRec, SequenceConfig
-    from ctxrec.sequence_train import TrainedModel
+    from ctxrec.sequence.config import SequenceConfig
+    from ctxrec.sequence.model import SASRec
+    from ctxrec.sequence.train import TrainedModel
 
     torch.manual_seed(0)
     config = SequenceConfig(n_items=40, max_len=6, hidden=16, layers=2, heads=2, dropout=0.0,
-                            n_summaries=4)
+                            n_summaries=4, item_repr="id")
     trained = TrainedModel(SASRec(config).eval(), [f"i{j}" for j in range(40)])
     rng = np.random.default_rng(0)
     histories = [rng.integers(0, 40, size=int(rng.integers(14, 30))) for _ in range(THREADS)]
@@ -94,12 +95,12 @@ def test_sequence_model_memory_modes_from_eight_threads():
 
     def task(n):
         history, memory = histories[n], memories[n % 4]
-        return lambda: [trained.scores([history], memory),
+        return lambda: [trained.next_item_scores([history], memory),
                         trained.self_attention(history)[0]]
 
     tasks = [task(n) for n in range(THREADS)]
     alone = [t() for t in tasks]
-    modes = [trained.scores([histories[0]], m) for m in memories[1:]]
+    modes = [trained.next_item_scores([histories[0]], m) for m in memories[1:]]
     assert min(np.abs(modes[0] - m).max() for m in modes[1:]) > 1e-3  # the modes differ
     _same(alone, _together(tasks, rounds=20), atol=1e-5)
     assert trained.config.memory == "truncate"
@@ -108,7 +109,7 @@ def test_sequence_model_memory_modes_from_eight_threads():
 def test_encoder_attention_and_step_by_step_from_eight_threads(catalog):
     """The Attention and Learn pages on one shared encoder: pairs of different lengths, and the
     step-by-step view whose hooks sit on modules every forward pass runs through."""
-    from ctxrec.attention import AttentionModel
+    from ctxrec.inspect.attention import AttentionModel
 
     model = AttentionModel()
     ids = list(catalog.ids[:THREADS])

@@ -3,9 +3,9 @@ from datetime import datetime
 import pytest
 
 from ctxrec import Context, HistoryEntry
-from ctxrec.catalog import COMPANIONS, PLACES
-from ctxrec.context import COMPANION_WORDS, DEVICE_WORDS, PLACE_WORDS, DEVICE_CHOICES, \
-    daypart, season
+from ctxrec.data.catalog import COMPANIONS, PLACES
+from ctxrec.data.context import (COMPANION_WORDS, DEVICE_CHOICES, DEVICE_WORDS, PLACE_WORDS,
+                                 daypart, season)
 
 
 @pytest.mark.parametrize("hour, expected", [(4, "night"), (5, "morning"), (10, "morning"),
@@ -70,7 +70,7 @@ def test_with_feedback_replaces_an_earlier_judgement():
 
 
 def test_query_parameters_round_trip():
-    from ctxrec.context import context_from_params, context_to_params
+    from ctxrec.data.context import context_from_params, context_to_params
 
     ctx = Context(history=(HistoryEntry("a", 1), HistoryEntry("b", -1)),
                   when=datetime(2026, 11, 21, 19, 30), place="city", city="Porto", device="tv",
@@ -80,7 +80,7 @@ def test_query_parameters_round_trip():
 
 
 def test_bad_query_parameters_are_skipped_with_reasons():
-    from ctxrec.context import context_from_params
+    from ctxrec.data.context import context_from_params
 
     ctx, problems = context_from_params({"when": "yesterday-ish", "place": "moon",
                                          "with": "friends,dog", "device": "tv"})

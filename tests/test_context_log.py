@@ -5,11 +5,14 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import ROOT, SHARED_DATA
+
 from ctxrec import read_catalog_csv
-from ctxrec.context_log import ColumnMap, context_split, evaluate_context, read_context_log
-from ctxrec.evaluate import ContextPopularity, Popularity, UserCounts, evaluate
+from ctxrec.data.context_log import ColumnMap, read_context_log
+from ctxrec.evaluation.baselines import ContextPopularity, Popularity, UserCounts
+from ctxrec.evaluation.context_split import context_split
+from ctxrec.evaluation.protocol import evaluate
+from ctxrec.experiments.context_log import evaluate_context
 
 CARSKIT = SHARED_DATA / "carskit"
 ML_SMALL = SHARED_DATA / "ml-latest-small"

@@ -13,8 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from ctxrec.cli import main
-from ctxrec.download import DownloadError, dataset_folder, download_movielens
-from ctxrec.movielens import load_movielens
+from ctxrec.data.download import DownloadError, dataset_folder, download_movielens
+from ctxrec.data.movielens import load_movielens
 
 
 def _zip(members: dict[str, str]) -> bytes:

@@ -25,6 +25,18 @@ def test_batched_encoding_equals_one_by_one(encoder):
     assert encoder.encode([]).shape == (0, encoder.dim)
 
 
+def test_encode_is_sentence_transformers_encode_in_input_order(encoder):
+    texts = ["ok", "a long sentence about a slow walk through a rainy museum, " * 12, "",
+             "café ☕ 東京", "word " * 400, "a mid-length line about jazz on a Sunday evening"]
+    seen = []
+    ours = encoder.encode(texts, batch_size=2, progress=lambda d, t: seen.append((d, t)))
+    theirs = encoder.model.encode(texts, normalize_embeddings=True)  # one batch, its own order
+    assert ours.shape == (len(texts), encoder.dim) and ours.dtype == np.float32
+    np.testing.assert_allclose(ours, theirs, atol=1e-5 if encoder.precision == "float32" else 2e-3)
+    assert seen[-1] == (len(texts), len(texts)) and {t for _, t in seen} == {len(texts)}
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+
+
 def test_truncation_is_detected_and_located(encoder):
     short = encoder.truncation("a short intent")
     assert not short.truncated and short.kept_chars == len("a short intent")

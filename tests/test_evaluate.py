@@ -6,12 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from conftest import ROOT, SHARED_DATA
+
 from ctxrec import read_catalog_csv
-from ctxrec.evaluate import (ItemKNN, Popularity, bootstrap_ci, evaluate, leave_last_out,
-                             paired_test)
-from ctxrec.experiment import ExperimentConfig, run_experiment
+from ctxrec.evaluation.baselines import ItemKNN, Popularity
+from ctxrec.evaluation.protocol import evaluate
+from ctxrec.evaluation.split import leave_last_out
+from ctxrec.evaluation.statistics import bootstrap_ci, paired_test
+from ctxrec.experiments.movielens import ExperimentConfig, run_experiment
 
 ML_SMALL = SHARED_DATA / "ml-latest-small"
 
@@ -162,7 +164,7 @@ def test_the_evaluate_page_gives_the_cli_numbers(tmp_path, monkeypatch):
 
 
 def test_temporal_and_random_splits():
-    from ctxrec.evaluate import random_split, temporal_split
+    from ctxrec.evaluation.split import random_split, temporal_split
 
     log = _log([("a", f"i{j}", 4, t) for j, t in enumerate([1, 2, 3, 4, 50, 60])]
                + [("b", "i0", 4, 1), ("b", "i1", 4, 2), ("b", "i2", 4, 3)])
@@ -179,7 +181,7 @@ def test_temporal_and_random_splits():
 
 
 def test_ties_at_the_cut_off_count_in_expectation():
-    from ctxrec.metrics import single_target_metrics, target_position
+    from ctxrec.evaluation.metrics import single_target_metrics, target_position
 
     # 8 items above the target and 3 tied with it: positions 9–12 equally likely
     m = single_target_metrics(np.array([8]), np.array([3]), k=10)
@@ -194,8 +196,8 @@ def test_ties_at_the_cut_off_count_in_expectation():
 
 
 def test_a_nan_target_is_a_miss_and_a_nan_run_stops():
-    from ctxrec.evaluate import NonFiniteScores
-    from ctxrec.metrics import rank_of, single_target_metrics, target_position
+    from ctxrec.evaluation.metrics import rank_of, single_target_metrics, target_position
+    from ctxrec.evaluation.protocol import NonFiniteScores
 
     scores = np.array([[0.3, np.nan, 0.1], [np.inf, 0.2, 0.1]])
     better, tied = target_position(scores, np.array([1, 0]))
@@ -216,10 +218,10 @@ def test_a_nan_target_is_a_miss_and_a_nan_run_stops():
 
 
 def test_a_sequence_model_that_emits_nan_stops_training_and_evaluation(tiny_movielens, tmp_path):
-    from ctxrec.evaluate import NonFiniteScores
-    from ctxrec.movielens import load_movielens
-    from ctxrec.sequence_model import SequenceConfig
-    from ctxrec.sequence_train import TrainConfig, train_sequence_model
+    from ctxrec.data.movielens import load_movielens
+    from ctxrec.evaluation.protocol import NonFiniteScores
+    from ctxrec.sequence.config import SequenceConfig, TrainConfig
+    from ctxrec.sequence.train import train_sequence_model
 
     catalog, interactions = load_movielens(tiny_movielens)
     split = leave_last_out(interactions, catalog)
@@ -230,7 +232,8 @@ def test_a_sequence_model_that_emits_nan_stops_training_and_evaluation(tiny_movi
     with pytest.raises(NonFiniteScores, match="NaN"):
         train_sequence_model(split, catalog, config, TrainConfig(epochs=2), vectors)
     good = train_sequence_model(split, catalog, SequenceConfig(n_items=len(catalog), max_len=8,
-                                                               hidden=16), TrainConfig(epochs=1))
+                                                               hidden=16, item_repr="id"),
+                                TrainConfig(epochs=1))
     with torch.no_grad():
         next(good.model.parameters()).fill_(float("nan"))
     good.save(tmp_path / "nan-model")
@@ -244,17 +247,21 @@ def test_a_sequence_model_that_emits_nan_stops_training_and_evaluation(tiny_movi
 def test_every_ranker_gets_the_same_history_and_the_same_masks(catalog, recommender):
     """One user: the test item comes after the validation item, so every ranker must see the
     validation item in the history, and every protocol must mask it for every ranker."""
-    from ctxrec.evaluate import (FULL_BOTH_WAYS, ItemKNN, Protocol, RecommenderRanker,
-                                 TextSimilarity, evaluate_protocols, query_context)
-    from ctxrec.sequence_model import SASRec, SequenceConfig
-    from ctxrec.sequence_train import SequenceRanker, TrainedModel
+    from ctxrec.evaluation.baselines import ItemKNN, TextSimilarity
+    from ctxrec.evaluation.protocol import FULL_BOTH_WAYS, Protocol, evaluate_protocols
+    from ctxrec.rank.query import query_context
+    from ctxrec.rank.ranker import RecommenderRanker
+    from ctxrec.sequence.config import SequenceConfig
+    from ctxrec.sequence.model import SASRec
+    from ctxrec.sequence.train import SequenceRanker, TrainedModel
 
     ids = list(catalog.ids)
     rows = [(u, ids[(7 * u + j) % len(ids)], 4.0, 100 * u + j) for u in range(3) for j in range(6)]
     log = pd.DataFrame(rows, columns=["user", "item", "rating", "timestamp"])
     split = leave_last_out(log, catalog)
     valid, test = split.valid[0].item, split.test[0].item
-    trained = TrainedModel(SASRec(SequenceConfig(n_items=len(ids), max_len=8, hidden=16)), ids)
+    trained = TrainedModel(SASRec(SequenceConfig(n_items=len(ids), max_len=8, hidden=16,
+                                                 item_repr="id")), ids)
 
     class Recording:
         def __init__(self, ranker):
@@ -284,7 +291,7 @@ def test_every_ranker_gets_the_same_history_and_the_same_masks(catalog, recommen
     assert ctx.history[-1].item_id == ids[valid] and ids[test] not in \
         [h.item_id for h in ctx.history]
     sequence = SequenceRanker(trained).scores(split.queries("test", [0]))
-    np.testing.assert_allclose(sequence, trained.scores(
+    np.testing.assert_allclose(sequence, trained.next_item_scores(
         [np.append(split.histories[0], valid)]), rtol=1e-6)
 
 
@@ -305,16 +312,17 @@ def test_time_features_do_not_depend_on_the_servers_time_zone(tiny_movielens, tm
 
 
 def test_results_never_overwrite_each_other(tiny_movielens, tmp_path):
-    from ctxrec.experiment import save_results
-    from ctxrec.movielens import load_movielens
-    from ctxrec.sequence_model import SequenceConfig
-    from ctxrec.sequence_train import TrainConfig, train_sequence_model
+    from ctxrec.data.movielens import load_movielens
+    from ctxrec.experiments.results import save_results
+    from ctxrec.sequence.config import SequenceConfig, TrainConfig
+    from ctxrec.sequence.train import train_sequence_model
 
     paths = {save_results({"n": n}, tmp_path / "results") for n in range(3)}  # same second
     assert len(paths) == 3 and {json.loads(p.read_text())["n"] for p in paths} == {0, 1, 2}
     catalog, interactions = load_movielens(tiny_movielens)
     trained = train_sequence_model(leave_last_out(interactions, catalog), catalog,
-                                   SequenceConfig(n_items=len(catalog), max_len=8, hidden=16),
+                                   SequenceConfig(n_items=len(catalog), max_len=8, hidden=16,
+                                                  item_repr="id"),
                                    TrainConfig(epochs=1))
     folders = [str(trained.save(tmp_path / side / "model")) for side in ("a", "b")]
     run = run_experiment(ExperimentConfig(data=str(tiny_movielens), models=("popularity",),
@@ -329,10 +337,11 @@ def test_the_evaluate_page_runs_a_context_log_and_reports_broken_models(tmp_path
                                                                         tiny_movielens):
     from streamlit.testing.v1 import AppTest
 
-    from ctxrec.context_log import ColumnMap, evaluate_context, read_context_log
-    from ctxrec.movielens import load_movielens
-    from ctxrec.sequence_model import SequenceConfig
-    from ctxrec.sequence_train import TrainConfig, train_sequence_model
+    from ctxrec.data.context_log import ColumnMap, read_context_log
+    from ctxrec.data.movielens import load_movielens
+    from ctxrec.experiments.context_log import evaluate_context
+    from ctxrec.sequence.config import SequenceConfig, TrainConfig
+    from ctxrec.sequence.train import train_sequence_model
 
     monkeypatch.setenv("CTXREC_HOME", str(tmp_path / "home"))
     ids = list(catalog.ids)
@@ -362,7 +371,8 @@ def test_the_evaluate_page_runs_a_context_log_and_reports_broken_models(tmp_path
 
     cat, interactions = load_movielens(tiny_movielens)
     trained = train_sequence_model(leave_last_out(interactions, cat), cat,
-                                   SequenceConfig(n_items=len(cat), max_len=8, hidden=16),
+                                   SequenceConfig(n_items=len(cat), max_len=8, hidden=16,
+                                                  item_repr="id"),
                                    TrainConfig(epochs=1))
     with torch.no_grad():
         next(trained.model.parameters()).fill_(float("nan"))

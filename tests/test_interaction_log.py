@@ -7,14 +7,10 @@ from datetime import datetime, timezone
 import numpy as np
 import pytest
 
-from ctxrec.catalog import read_catalog_csv
-from ctxrec.evaluate import leave_last_out
-from ctxrec.interaction_log import (
-    InteractionLog,
-    LogError,
-    load_interaction_log,
-    mapping_from_pairs,
-)
+from ctxrec.data.catalog import read_catalog_csv
+from ctxrec.data.interaction_log import (InteractionLog, LogError, load_interaction_log,
+                                         mapping_from_pairs)
+from ctxrec.evaluation.split import leave_last_out
 
 CATALOG = "id,title,category\n" + "".join(f"m{i},Movie {i},film\n" for i in range(1, 7))
 LOG = """uid,movie,when,stars,mood,place

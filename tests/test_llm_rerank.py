@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from ctxrec import Context, HistoryEntry, ModelLoadError
-from ctxrec.llm_models import (DEFAULT_LLM, CausalLM, _cache_is_complete, _write_cache, load_llm,
+from ctxrec.llm.models import (DEFAULT_LLM, CausalLM, _cache_is_complete, _write_cache, load_llm,
                                packaged_cache_dir, packaged_gguf_path)
-from ctxrec.llm_rerank import (LLMReranker, answer_token_ids, build_prompt, prompt_parts,
+from ctxrec.llm.rerank import (LLMReranker, answer_token_ids, build_prompt, prompt_parts,
                                shared_prefix_length)
 
 MORNING = Context(when=datetime(2026, 3, 3, 7, 30), place="home", device="phone",
@@ -45,7 +45,7 @@ def tiny(request, packaged):
     (chat template)."""
     from transformers import AutoTokenizer
 
-    from ctxrec.encoders import default_encoder_path
+    from ctxrec.text.encoders import default_encoder_path
 
     if request.param == "plain":
         tokenizer = AutoTokenizer.from_pretrained(default_encoder_path())
@@ -75,14 +75,14 @@ def test_prompt_spans_hold_their_parts(tiny, catalog):
 
 def test_scores_batched_equal_one_by_one(tiny, catalog):
     texts = _prompts(tiny, catalog, catalog.ids[:10])
-    batched = tiny.score_prompts(texts, use_cache=False)
+    batched = tiny.judge_prompts(texts, use_cache=False)
     assert batched.shape == (10,) and np.isfinite(batched).all()
     assert np.ptp(batched) > 1e-2  # the check below means something only if scores differ
-    single = np.array([tiny.score_prompts([t], use_cache=False)[0] for t in texts])
+    single = np.array([tiny.judge_prompts([t], use_cache=False)[0] for t in texts])
     np.testing.assert_allclose(batched, single, atol=1e-4)
     tiny.share_prefix = False
     try:
-        np.testing.assert_allclose(tiny.score_prompts(texts, use_cache=False), single, atol=1e-4)
+        np.testing.assert_allclose(tiny.judge_prompts(texts, use_cache=False), single, atol=1e-4)
     finally:
         tiny.share_prefix = True
 
@@ -101,10 +101,10 @@ def test_left_padding_leaves_scores_unchanged(tiny, catalog):
     assert len(set(lengths)) == 3
     tiny.share_prefix = False
     try:
-        together = tiny.score_prompts(texts, use_cache=False)
+        together = tiny.judge_prompts(texts, use_cache=False)
     finally:
         tiny.share_prefix = True
-    alone = [tiny.score_prompts([t], use_cache=False)[0] for t in texts]
+    alone = [tiny.judge_prompts([t], use_cache=False)[0] for t in texts]
     np.testing.assert_allclose(together, alone, atol=1e-4)
 
 
@@ -119,7 +119,7 @@ def test_occlusion_of_nothing_changes_nothing(tiny, catalog):
     parts = prompt_parts(MORNING, item)
     assert build_prompt(tiny.llm.tokenizer, parts, drop=()).text == \
         tiny.prompt(MORNING, item).text
-    base = tiny.score(MORNING, [item])[0]
+    base = tiny.judge(MORNING, [item])[0]
     rows = tiny.occlusion(MORNING, item)
     assert [r.field for r in rows] == ["time", "place", "device", "companions", "history 1",
                                        "history 2", "intent"]
@@ -128,7 +128,7 @@ def test_occlusion_of_nothing_changes_nothing(tiny, catalog):
     dropped = build_prompt(tiny.llm.tokenizer, parts, drop=["place"]).text
     assert "Place:" not in dropped and "Time:" in dropped
     np.testing.assert_allclose(rows[1].score_without,
-                               tiny.score_prompts([dropped], use_cache=False)[0], atol=1e-4)
+                               tiny.judge_prompts([dropped], use_cache=False)[0], atol=1e-4)
 
 
 def test_rerank_adds_the_weighted_standardised_llm_score(tiny, recommender, catalog):
@@ -139,7 +139,7 @@ def test_rerank_adds_the_weighted_standardised_llm_score(tiny, recommender, cata
     # recomputed here: the LLM's score of each of the first stage's top 8, standardised over them
     first = ranking.table.head(8).set_index("item_id")
     titles = {h.item_id: catalog.title(h.item_id) for h in MORNING.history}
-    raw = pd.Series(tiny.score(MORNING, [catalog.brief(i) for i in first.index], titles),
+    raw = pd.Series(tiny.judge(MORNING, [catalog.brief(i) for i in first.index], titles),
                     index=first.index)
     z = (raw - raw.mean()) / raw.std(ddof=0)
     expected = (first["score"] + 2.0 * z).sort_values(ascending=False, kind="stable")
@@ -202,7 +202,7 @@ def test_explain_is_bounded_and_cached(tiny, catalog):
 def test_cache_folder_is_checked_before_use(tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from ctxrec.encoders import default_encoder_path
+    from ctxrec.text.encoders import default_encoder_path
 
     tokenizer = AutoTokenizer.from_pretrained(default_encoder_path())
     tiny = _tiny_llm(tokenizer, "tiny")
@@ -245,14 +245,15 @@ def test_smollm2_prefers_breakfast_in_the_morning(packaged, catalog):
     breakfast, late_night = "series-01", "film-16"  # Morning Bread Diaries, Static on Channel Nine
     context = Context(when=datetime(2026, 3, 3, 7, 30), place="home", device="phone",
                       intent="something to go with my breakfast")
-    scores = reranker.score(context, [catalog.brief(breakfast), catalog.brief(late_night)])
+    scores = reranker.judge(context, [catalog.brief(breakfast), catalog.brief(late_night)])
     assert scores[0] > scores[1]
 
 
 def test_offline_evaluation_reorders_only_the_first_stages_top_k(tiny, tiny_movielens):
-    from ctxrec.evaluate import Popularity, leave_last_out
-    from ctxrec.llm_eval import LLMRerankRanker
-    from ctxrec.movielens import load_movielens
+    from ctxrec.data.movielens import load_movielens
+    from ctxrec.evaluation.baselines import Popularity
+    from ctxrec.evaluation.split import leave_last_out
+    from ctxrec.llm.ranker import LLMRerankRanker
 
     catalog, interactions = load_movielens(tiny_movielens)
     split = leave_last_out(interactions, catalog)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from ctxrec import metrics as m
+from ctxrec.evaluation import metrics as m
 
 # user 0: relevant {1, 3}, hits at positions 2 and 4; user 1: relevant {9}, no hit;
 # user 2: no relevant items at all

@@ -6,7 +6,7 @@ import pytest
 
 from ctxrec import (COMPONENTS, Context, HistoryEntry, Recommender, RecommenderConfig, Weights,
                     adaptive_weights, read_catalog_csv, why)
-from ctxrec.components import history_attention
+from ctxrec.rank.components import history_attention
 
 EVENING = Context(when=datetime(2026, 11, 21, 20, 0), place="home", device="tv",
                   companions=("partner",))
@@ -26,12 +26,12 @@ THRILLER = replace(EVENING, intent="a tense thriller", history=(HistoryEntry("fi
                                                            "mood": 0.4, "history": 2.0})])
 @pytest.mark.parametrize("diversity", [0.0, 0.6])
 def test_the_tables_score_is_the_one_evaluation_ranks_by(recommender, weights, diversity):
-    """The table's score (built from its contribution columns) equals ``score_all``, which the
+    """The table's score (built from its contribution columns) equals ``fused_scores``, which the
     evaluation uses. MMR changes which items are shown and in what order, never their scores, so
-    the two must agree with diversity on as well; without it the table is score_all's top k."""
+    the two must agree with diversity on as well; without it the table is fused_scores's top k."""
     table = recommender.recommend(THRILLER, k=15, weights=weights, diversity=diversity).table
     assert len(table) == 15 and table["item_id"].is_unique
-    everything = recommender.score_all(THRILLER, weights)
+    everything = recommender.fused_scores(THRILLER, weights)
     positions = [recommender.catalog.position(i) for i in table["item_id"]]
     np.testing.assert_allclose(table["score"], everything[positions], atol=1e-5)
     assert table[["intent", "history", "context", "mood"]].abs().gt(0).all().all()

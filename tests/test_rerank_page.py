@@ -4,9 +4,9 @@ trust in a model's own code asked for beside the model."""
 import json
 import shutil
 
+from conftest import ROOT
 from streamlit.testing.v1 import AppTest
 
-from conftest import ROOT
 from ui.pickers import OTHER
 
 
@@ -45,7 +45,7 @@ def test_an_llm_that_cannot_load_says_why(no_network):
 def _remote_code_model(folder, marker):
     """A model folder whose config is custom code that leaves ``marker`` behind when it runs
     (with MiniLM's tokenizer, so loading gets as far as the model's config)."""
-    from ctxrec.encoders import default_encoder_path
+    from ctxrec.text.encoders import default_encoder_path
 
     folder.mkdir(parents=True)
     for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",

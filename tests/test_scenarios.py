@@ -6,12 +6,11 @@ import sys
 import time
 
 import pytest
-
-from ctxrec.context import Context
-from ctxrec.scenarios import (Scenario, ScenarioError, ScenarioStore, load_presets,
-                              scenarios_from_json, scenarios_to_json, store_path)
-
 from conftest import ROOT
+
+from ctxrec.data.context import Context
+from ctxrec.data.scenarios import (Scenario, ScenarioError, ScenarioStore, load_presets,
+                                   scenarios_from_json, scenarios_to_json, store_path)
 
 
 def test_presets_are_valid_stories_over_known_items(catalog):
@@ -57,8 +56,8 @@ def test_store_path_follows_the_environment(tmp_path, monkeypatch):
 
 WRITER = """
 import sys
-from ctxrec.context import Context
-from ctxrec.scenarios import Scenario, ScenarioStore
+from ctxrec.data.context import Context
+from ctxrec.data.scenarios import Scenario, ScenarioStore
 store = ScenarioStore(sys.argv[1])
 print("ready", flush=True)
 i = 0

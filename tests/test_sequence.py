@@ -10,11 +10,12 @@ import pytest
 import torch
 
 from ctxrec import Catalog
-from ctxrec.evaluate import leave_last_out
-from ctxrec.sequence_data import prediction_input, training_windows
-from ctxrec.sequence_model import SASRec, SequenceConfig
-from ctxrec.sequence_train import (TrainConfig, TrainedModel, load_checkpoint,
-                                   train_sequence_model)
+from ctxrec.evaluation.split import leave_last_out
+from ctxrec.rank.seen import SeenItems
+from ctxrec.sequence.config import SequenceConfig, TrainConfig
+from ctxrec.sequence.model import SASRec
+from ctxrec.sequence.train import TrainedModel, load_checkpoint, train_sequence_model
+from ctxrec.sequence.windows import prediction_input, training_windows
 
 
 def tiny(memory: str = "truncate", item_repr: str = "id", n_items: int = 30, max_len: int = 6,
@@ -46,14 +47,14 @@ def cyclic_log(n_users: int = 40, n_items: int = 12, length: int = 20) -> tuple[
 def test_scores_have_one_column_per_item(item_repr):
     model = tiny(item_repr=item_repr)
     batch = prediction_input([np.array([1, 2, 3]), np.array([4])], max_len=6)
-    assert model.scores(batch).shape == (2, 30)
+    assert model.next_item_logits(batch).shape == (2, 30)
     assert torch.count_nonzero(model.item_table()[0]) == 0  # padding row stays zero
 
 
 def test_no_position_attends_to_the_future():
     model = tiny()
     items = torch.tensor([[3, 5, 7, 9, 11, 13]])
-    from ctxrec.sequence_model import SequenceInput
+    from ctxrec.sequence.model import SequenceInput
 
     hidden, weights = model(SequenceInput(items), keep_weights=True)
     for w in weights:
@@ -71,14 +72,14 @@ def test_left_padding_does_not_change_the_prediction():
     model = tiny()
     short = prediction_input([np.array([4, 8, 15])], max_len=3)
     padded = prediction_input([np.array([4, 8, 15])], max_len=6)
-    torch.testing.assert_close(model.scores(short), model.scores(padded))
+    torch.testing.assert_close(model.next_item_logits(short), model.next_item_logits(padded))
 
 
 def cycle_task():
     """(catalog, split, config) for learning the cyclic log with a one-layer model."""
     catalog, log = cyclic_log()
     config = SequenceConfig(n_items=len(catalog), max_len=8, hidden=32, layers=1, heads=2,
-                            dropout=0.0)
+                            dropout=0.0, item_repr="id")
     return catalog, leave_last_out(log, catalog), config
 
 
@@ -91,7 +92,7 @@ def test_loss_decreases_and_the_cycle_is_learned():
     assert trained.history[trained.best_epoch - 1].valid_hr == 1.0
     user = next(iter(split.histories))
     history = split.histories[user]
-    assert trained.scores([history])[0].argmax() == split.valid[user].item
+    assert trained.next_item_scores([history])[0].argmax() == split.valid[user].item
 
 
 def test_checkpoint_round_trip_is_bit_identical(tmp_path):
@@ -111,7 +112,7 @@ def test_checkpoint_round_trip_is_bit_identical(tmp_path):
     assert loaded.matches(catalog) and loaded.encoder == "test-encoder"
     assert [e.valid_ndcg for e in loaded.history] == [e.valid_ndcg for e in trained.history]
     histories = [split.histories[u] for u in split.histories]
-    np.testing.assert_array_equal(loaded.scores(histories), trained.scores(histories))
+    np.testing.assert_array_equal(loaded.next_item_scores(histories), trained.next_item_scores(histories))
     # a training setting this version does not know (written by another one) is not an error
     meta = json.loads((tmp_path / "ckpt" / "config.json").read_text())
     meta["train"]["some_future_setting"] = 1
@@ -133,19 +134,19 @@ def test_long_history_variants_equal_truncation_when_the_history_fits(memory):
     truncate, variant = tiny("truncate"), tiny(memory)
     variant.load_state_dict(truncate.state_dict())
     fits = [np.array([1, 2, 3, 4, 5]), np.array([7, 9])]
-    torch.testing.assert_close(truncate.scores(prediction_input(fits, 6)),
-                               variant.scores(prediction_input(fits, 6)))
+    torch.testing.assert_close(truncate.next_item_logits(prediction_input(fits, 6)),
+                               variant.next_item_logits(prediction_input(fits, 6)))
     longer = [np.arange(1, 20)]  # 19 items, window 6: the variants now read what came before
-    assert not torch.allclose(truncate.scores(prediction_input(longer, 6)),
-                              variant.scores(prediction_input(longer, 6)))
+    assert not torch.allclose(truncate.next_item_logits(prediction_input(longer, 6)),
+                              variant.next_item_logits(prediction_input(longer, 6)))
 
 
 def test_a_mixed_batch_equals_one_by_one():
     model = tiny("hierarchical")
     histories = [np.arange(1, 25), np.array([3, 4]), np.arange(5, 14)]
-    together = model.scores(prediction_input(histories, 6, n_summaries=4))
+    together = model.next_item_logits(prediction_input(histories, 6, n_summaries=4))
     for row, history in enumerate(histories):
-        alone = model.scores(prediction_input([history], 6, n_summaries=4))
+        alone = model.next_item_logits(prediction_input([history], 6, n_summaries=4))
         torch.testing.assert_close(together[row:row + 1], alone, atol=1e-5, rtol=1e-5)
 
 
@@ -181,13 +182,14 @@ def test_bad_configs_say_what_is_wrong():
     with pytest.raises(ValueError, match="item_repr"):
         SequenceConfig(n_items=3, item_repr="bag")
     with pytest.raises(ValueError, match="text vectors"):
-        SequenceConfig(n_items=3, item_repr="text")
+        SASRec(SequenceConfig(n_items=3, item_repr="text"))
     with pytest.raises(ValueError, match="memory"):
         SequenceConfig(n_items=3, memory="forever")
     catalog, log = cyclic_log(n_users=3, length=3)
     split = leave_last_out(log, catalog)
     with pytest.raises(ValueError, match="nothing to train on"):
-        train_sequence_model(split, catalog, SequenceConfig(n_items=len(catalog)))
+        train_sequence_model(split, catalog, SequenceConfig(n_items=len(catalog),
+                                                            item_repr="id"))
 
 
 def test_self_attention_covers_the_history_window():
@@ -207,30 +209,38 @@ def test_self_attention_covers_the_history_window():
     assert not np.allclose(trained.self_attention(newer)[0], weights)
 
 
-def test_seen_keys_mark_each_positions_past():
+def test_seen_items_mark_each_positions_past():
     model = tiny(n_items=10)
     items = torch.tensor([[0, 0, 3, 5, 3], [1, 2, 4, 6, 8]])
     where = torch.tensor([[False, False, True, True, True], [True, False, False, False, True]])
-    keys = model.seen_keys(items, where)
-    seen = torch.zeros(5, 11, dtype=torch.bool)
-    seen.view(-1)[keys] = True
+    marks = SeenItems.of_prefixes(items, where, width=11)
+    seen = marks.dense()
+    assert seen.shape == (5, 11)
     assert seen[0].nonzero().flatten().tolist() == [3]
     assert seen[1].nonzero().flatten().tolist() == [3, 5]
     assert seen[2].nonzero().flatten().tolist() == [3, 5]  # met twice, offset once
     assert seen[3].nonzero().flatten().tolist() == [1]
     assert seen[4].nonzero().flatten().tolist() == [1, 2, 4, 6, 8]
     rows = torch.arange(5).unsqueeze(1)
-    torch.testing.assert_close(model.has_seen(keys, rows, torch.arange(11).unsqueeze(0)), seen)
+    torch.testing.assert_close(marks.contains(rows, torch.arange(11).unsqueeze(0)), seen)
     with torch.no_grad():
         model.repeat.fill_(-2.0)
-    shifted = model.add_repeat_offset(torch.zeros(5, 11), keys)
+    shifted = marks.add(torch.zeros(5, 11), model.repeat)
     torch.testing.assert_close(shifted, -2.0 * seen.float())
+
+
+def test_seen_items_of_histories_match_the_histories():
+    histories = [np.array([2, 0, 2]), np.array([], dtype=np.int64), np.array([4])]
+    seen = SeenItems.of_histories(histories, width=5).dense().numpy()
+    assert seen.tolist() == [[True, False, True, False, False], [False] * 5,
+                             [False, False, False, False, True]]
 
 
 def test_the_repeat_offset_is_learned_from_data_without_repeats():
     catalog, log = cyclic_log(n_items=30, length=20)  # nobody meets an item twice
     split = leave_last_out(log, catalog)
-    config = SequenceConfig(n_items=len(catalog), max_len=8, hidden=16, layers=1, heads=2)
+    config = SequenceConfig(n_items=len(catalog), max_len=8, hidden=16, layers=1, heads=2,
+                            item_repr="id")
     trained = train_sequence_model(split, catalog, config,
                                    TrainConfig(epochs=5, batch_size=8, lr=5e-3, patience=5))
     assert trained.model.repeat.item() < -0.01
@@ -266,7 +276,8 @@ def test_weight_averaging_validates_and_keeps_the_averaged_weights():
 def test_training_stops_after_patience_epochs_without_progress(average):
     catalog, log = cyclic_log(n_users=10, length=8)
     split = leave_last_out(log, catalog)
-    config = SequenceConfig(n_items=len(catalog), max_len=4, hidden=16, layers=1, heads=2)
+    config = SequenceConfig(n_items=len(catalog), max_len=4, hidden=16, layers=1, heads=2,
+                            item_repr="id")
     trained = train_sequence_model(split, catalog, config,
                                    TrainConfig(epochs=50, lr=0.0, patience=2, average=average))
     assert len(trained.history) == 3 and trained.best_epoch == 1  # nothing can improve at lr 0

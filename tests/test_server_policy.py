@@ -7,11 +7,11 @@ import os
 import sys
 
 import pytest
+from conftest import ROOT, write_tiny_movielens
 from streamlit.testing.v1 import AppTest
 
-from conftest import ROOT, write_tiny_movielens
 from ctxrec import DEFAULT_ENCODER
-from ctxrec.llm_models import DEFAULT_LLM
+from ctxrec.llm.models import DEFAULT_LLM
 from ctxrec.server_policy import PolicyError, ServerPolicy
 
 
@@ -141,7 +141,7 @@ def test_a_training_job_belongs_to_the_session_that_started_it(shared):
     theirs.button(key="FormSubmitter:tr_form-Train").click().run()
     assert any("another session's model is still training" in w.value for w in theirs.warning)
 
-    from ctxrec.training_job import latest_job
+    from ctxrec.sequence.job import latest_job
 
     job = latest_job(mine.session_state["session_owner"])
     mine.button(key="tr_stop").click().run()

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from ctxrec.export import matrix_csv, safe_csv
-from ctxrec.similarity import compare_items, project_2d, token_similarity
+from ctxrec.inspect.similarity import compare_items, project_2d, token_similarity
 
 
 def _unit(rows: np.ndarray) -> np.ndarray:

@@ -3,10 +3,11 @@
 import json
 
 import pytest
+from conftest import ROOT
 from streamlit.testing.v1 import AppTest
 
-from conftest import ROOT
-from ctxrec.training_job import latest_job, start_job
+from ctxrec.sequence.config import PRESETS
+from ctxrec.sequence.job import latest_job, read_checkpoint_summary, start_job
 
 
 def test_train_use_and_see_the_sequence_model(tiny_movielens, tmp_path, monkeypatch):
@@ -94,3 +95,57 @@ def test_a_bad_folder_is_reported_and_the_form_unlocks(tmp_path, monkeypatch):
     assert not at.exception, at.exception
     assert any("Training did not finish" in e.value for e in at.error)
     assert not at.button(key="FormSubmitter:tr_form-Train").disabled
+
+
+def test_the_presets_fill_the_form_and_standard_trains_the_command_lines_model(
+        tiny_movielens, tmp_path, monkeypatch):
+    monkeypatch.setenv("CTXREC_HOME", str(tmp_path))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300).run()
+    at.switch_page("app_pages/train.py").run()
+    preset = at.radio(key="tr_preset")
+    assert preset.value == "quick", "the page starts from the quicker preset"
+    assert any(o.startswith("Quick (hidden 64, dropout 0.2)") for o in preset.options)
+    assert any(o.startswith("Standard (hidden 128, dropout 0.3)") for o in preset.options)
+    assert at.select_slider(key="tr_hidden").value == 64
+
+    preset.set_value("standard").run()
+    assert not at.exception, at.exception
+    assert at.select_slider(key="tr_hidden").value == 128
+    assert (at.number_input(key="tr_len").value, at.number_input(key="tr_layers").value,
+            at.selectbox(key="tr_repr").value, at.selectbox(key="tr_memory").value) == \
+        (50, 2, "hybrid", "truncate")
+    at.text_input(key="tr_data").set_value(str(tiny_movielens))
+    at.number_input(key="tr_budget").set_value(10)
+    at.button(key="FormSubmitter:tr_form-Train").click().run()
+    assert not at.exception, at.exception
+    job = latest_job()
+    assert job.run.model == PRESETS["standard"]
+    assert (job.run.model.hidden, job.run.model.dropout) == (128, 0.3)
+    at.button(key="tr_stop").click().run()  # one epoch is enough to see what was saved
+    assert job.wait(timeout=300) and job.error is None, job.error
+    saved = read_checkpoint_summary(job.out).model
+    assert (saved.hidden, saved.dropout, saved.item_repr) == (128, 0.3, "hybrid")
+    assert saved.text_dim > 0, "filled in from the encoder when training started"
+    at.run()
+    assert any("hidden 128 · dropout 0.3" in c.value for c in at.caption), "the Saved models tab"
+
+
+def test_a_preset_resets_what_was_typed_into_the_form(tmp_path, monkeypatch):
+    monkeypatch.setenv("CTXREC_HOME", str(tmp_path))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300).run()
+    at.switch_page("app_pages/train.py").run()
+    at.number_input(key="tr_len").set_value(8).run()
+    at.radio(key="tr_preset").set_value("standard").run()
+    assert at.number_input(key="tr_len").value == PRESETS["standard"].max_len
+
+
+def test_train_without_data_asks_for_it_and_starts_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("CTXREC_HOME", str(tmp_path))
+    before = latest_job()
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300).run()
+    at.switch_page("app_pages/train.py").run()
+    at.radio(key="tr_source").set_value("Interaction log CSV").run()
+    at.button(key="FormSubmitter:tr_form-Train").click().run()
+    assert not at.exception, at.exception
+    assert any("upload an interaction log CSV" in w.value for w in at.warning)
+    assert latest_job() is before

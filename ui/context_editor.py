@@ -7,8 +7,8 @@ from datetime import datetime
 import streamlit as st
 
 from ctxrec import Catalog, Context, HistoryEntry
-from ctxrec.catalog import COMPANIONS, PLACES
-from ctxrec.context import DEVICE_CHOICES, context_from_params, context_to_params
+from ctxrec.data.catalog import COMPANIONS, PLACES
+from ctxrec.data.context import DEVICE_CHOICES, context_from_params, context_to_params
 
 INTENT_MAX_CHARS = 100_000
 KEYS = ("ctx_date", "ctx_time", "ctx_place", "ctx_city", "ctx_device", "ctx_companions",

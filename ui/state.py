@@ -15,14 +15,14 @@ import streamlit as st
 
 from ctxrec import (DEFAULT_ENCODER, Catalog, EmbeddingCache, Recommender, TextEncoder,
                     builtin_catalog, item_embeddings, load_encoder)
-from ctxrec.attention import AttentionModel, PairAttention, StepByStep
-from ctxrec.context import Context
-from ctxrec.llm_models import load_llm
-from ctxrec.llm_rerank import AnswerFocus, LLMReranker, OcclusionRow
-from ctxrec.scenarios import Scenario, ScenarioError, ScenarioStore, load_presets, store_path
-from ctxrec.sequence_train import TrainedModel, load_checkpoint
+from ctxrec.data.context import Context
+from ctxrec.data.scenarios import Scenario, ScenarioError, ScenarioStore, load_presets, store_path
+from ctxrec.inspect.attention import AttentionModel, PairAttention, StepByStep
+from ctxrec.inspect.similarity import project_2d
+from ctxrec.llm.models import load_llm
+from ctxrec.llm.rerank import AnswerFocus, LLMReranker, OcclusionRow
+from ctxrec.sequence.train import TrainedModel, load_checkpoint
 from ctxrec.server_policy import PolicyError, ServerPolicy
-from ctxrec.similarity import project_2d
 
 log = logging.getLogger("ctxrec.app")
 if not log.handlers:  # the operator sees each model load once in the server log
@@ -48,7 +48,7 @@ POLICY, POLICY_ERROR = _read_policy()
 MODELS = POLICY.max_models
 
 # st.cache_resource hands every session the same object, so it holds models (read-only, see
-# ctxrec.llm_rerank) and other unserialisable objects only; data goes through st.cache_data,
+# ctxrec.llm.rerank) and other unserialisable objects only; data goes through st.cache_data,
 # which gives each caller its own copy. Every cache is bounded and drops the least recently used.
 
 
@@ -98,7 +98,7 @@ def sequence_model() -> TrainedModel | None:
 
 @st.cache_data(show_spinner="Reading the MovieLens folder…", max_entries=2)
 def movielens_catalog(folder: str) -> Catalog:
-    from ctxrec.movielens import load_movielens
+    from ctxrec.data.movielens import load_movielens
 
     return load_movielens(POLICY.check_folder(folder))[0]
 

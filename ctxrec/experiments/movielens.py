@@ -1,0 +1,219 @@
+"""One evaluation run from a config, shared by ``python -m ctxrec evaluate`` and the Evaluate page so
+both give the same numbers for the same config."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+from ..evaluation.baselines import ItemKNN, Popularity, TextSimilarity
+from ..evaluation.protocol import Protocol, evaluate_protocols
+from ..evaluation.split import SPLITS, TimeOrder, leave_last_out
+from ..evaluation.statistics import summarise
+from ..rank.ranker import RecommenderRanker, ablations
+from ..text.encoders import DEFAULT_ENCODER
+from .results import code_version
+
+__all__ = ["MASKINGS", "MODELS", "ExperimentConfig", "run_experiment"]
+
+MODELS = ("popularity", "item-knn", "lm-text", "ctxrec")
+MASKINGS = ("both", "unmasked", "masked")
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """What to evaluate and how.
+
+    Attributes:
+        data: a MovieLens folder (ml-latest-small, ml-25m or ml-1m layout).
+        models: any of ``MODELS``.
+        split: per-user leave-last-out by time, one global temporal cut, or random hold-out.
+        time_order: (leave-last-out) ``float32`` orders by timestamps rounded as RecBole does.
+        protocol: ``full`` ranking or ``sampled`` negatives.
+        masking: (full) ``both`` reports every model with the items the user used before the
+            held-out event left in the candidates and taken out; ``unmasked`` or ``masked`` one.
+        n_negatives, sampling: (sampled) how many negatives, drawn uniformly or by popularity.
+        k: cut-off for HR, NDCG and MRR.
+        target: ``test`` or ``valid`` held-out item.
+        ablations: also run ctxrec without each component and with each alone.
+        context_blank: also run ctxrec with the context component blanked, on the same events.
+        max_users: evaluate the first N users only (quick runs), ``None`` for all.
+        encoder: language model for the text-based models.
+        checkpoint: trained sequence models (``python -m ctxrec train``) to rank alongside;
+            with several, their ensemble is ranked too.
+        llm_rerank: also run a first stage followed by the generative LLM re-ranker on its top
+            ``llm_k`` items with weight ``llm_weight``; the first stage is the sequence model
+            when ``checkpoint`` is given, else ctxrec.
+    """
+
+    data: str
+    models: tuple[str, ...] = MODELS
+    split: Literal["leave-last-out", "temporal", "random"] = "leave-last-out"
+    time_order: TimeOrder = "exact"
+    protocol: Literal["full", "sampled"] = "full"
+    masking: Literal["both", "unmasked", "masked"] = "both"
+    n_negatives: int = 100
+    sampling: Literal["uniform", "popularity"] = "uniform"
+    k: int = 10
+    target: Literal["valid", "test"] = "test"
+    ablations: bool = False
+    context_blank: bool = False
+    max_users: int | None = None
+    seed: int = 0
+    encoder: str = DEFAULT_ENCODER
+    checkpoint: str | Sequence[str] | None = None
+    llm_rerank: bool = False
+    llm: str | None = None  # None: the packaged SmolLM2
+    llm_k: int = 20
+    llm_weight: float = 1.0
+
+
+def run_experiment(config: ExperimentConfig, progress: Progress | None = None) -> dict:
+    """Run every requested model under one protocol (full ranking both masked and unmasked by
+    default); JSON-ready results with 95 % bootstrap intervals, paired p-values against the first
+    model under the same protocol, and per-user ranks."""
+    unknown = [m for m in config.models if m not in MODELS]
+    if unknown:
+        raise ValueError(f"unknown models {unknown}; choose from {', '.join(MODELS)}")
+    if config.masking not in MASKINGS:
+        raise ValueError(f"unknown masking '{config.masking}'; choose from {', '.join(MASKINGS)}")
+    catalog, split = _load_split(config)
+    users = sorted(split.test, key=str)[: config.max_users] if config.max_users else None
+    rankers = _rankers(config, catalog, split, progress)
+    _name_uniquely(rankers)
+    protocols = _protocols(config)
+    evaluated = []
+    for ranker in rankers:
+        evaluated += evaluate_protocols(
+            ranker, split, protocols, k=config.k, target=config.target, users=users,
+            progress=(lambda d, t, n=ranker.name: progress(n, d, t)) if progress else None)
+    results, per_user = summarise(evaluated, seed=config.seed)
+    return {"dataset": Path(config.data).name, "split": results[0]["split"],
+            "protocol": " and ".join(p.label for p in protocols),
+            "protocols": [p.label for p in protocols], "k": config.k, "config": asdict(config),
+            "commit": code_version(), "created": datetime.now().isoformat(timespec="seconds"),
+            "results": results,
+            "per_user": {name: table["rank"].tolist() for name, table in per_user.items()}}
+
+
+def _protocols(config: ExperimentConfig) -> list[Protocol]:
+    if config.protocol == "sampled":
+        return [Protocol("sampled", n_negatives=config.n_negatives, sampling=config.sampling,
+                         seed=config.seed)]
+    masks = {"both": (False, True), "masked": (True,), "unmasked": (False,)}[config.masking]
+    return [Protocol("full", mask_history=m) for m in masks]
+
+
+def _load_split(config: ExperimentConfig):
+    from ..data.movielens import load_movielens
+
+    catalog, interactions = load_movielens(config.data)
+    if config.split not in SPLITS:
+        raise ValueError(f"unknown split '{config.split}'; choose from {', '.join(SPLITS)}")
+    if config.split == "leave-last-out":
+        return catalog, leave_last_out(interactions, catalog, config.time_order)
+    if config.time_order != "exact":
+        raise ValueError("--time-order applies to the leave-last-out split only")
+    return catalog, SPLITS[config.split](interactions, catalog)
+
+
+def _rankers(config: ExperimentConfig, catalog, split, progress: Progress | None) -> list:
+    """The models to compare, in the order asked for, then sequence models, the LLM re-ranker,
+    the blanked context and the ablations."""
+    recommender = vectors = None
+    if {"lm-text", "ctxrec"} & set(config.models) or config.ablations or \
+            config.context_blank or config.llm_rerank:
+        recommender, vectors = _recommender(config, catalog, split, progress)
+    build = {"popularity": lambda: Popularity(split.train_counts),
+             "item-knn": lambda: ItemKNN(split),
+             "lm-text": lambda: TextSimilarity(vectors),
+             "ctxrec": lambda: RecommenderRanker(recommender)}
+    rankers = [build[name]() for name in config.models]
+    if config.checkpoint:
+        rankers += _sequence_rankers(config, catalog)
+    if config.llm_rerank:
+        # the stronger first stage when there is one: re-ranking can only reorder what it is given
+        first = rankers[-1] if config.checkpoint else RecommenderRanker(recommender)
+        rankers.append(_llm_ranker(config, first, catalog))
+    if config.context_blank:
+        rankers.append(RecommenderRanker(recommender, name="ctxrec, context blanked",
+                                         blank_context=True))
+    if config.ablations:
+        base = recommender.recommend(_probe_context(split, catalog), k=1).weights
+        rankers += list(ablations(recommender, base).values())
+    return rankers
+
+
+def _recommender(config: ExperimentConfig, catalog, split, progress: Progress | None):
+    from ..rank.recommender import Recommender
+    from ..text.embed_cache import item_embeddings
+    from ..text.encoders import load_encoder
+
+    encoder = load_encoder(config.encoder)
+    vectors = item_embeddings(encoder, catalog, progress=(
+        lambda d, t: progress("encoding items", d, t)) if progress else None)
+    return Recommender(catalog, encoder, vectors, popularity=split.train_counts), vectors
+
+
+def _sequence_rankers(config: ExperimentConfig, catalog) -> list:
+    from ..sequence.train import SequenceEnsemble, SequenceRanker, load_checkpoint
+
+    if config.split != "leave-last-out":
+        raise ValueError("sequence models are trained on the leave-last-out split; other "
+                         "splits would put test events in their training data")
+    folders = [config.checkpoint] if isinstance(config.checkpoint, str) else \
+        list(config.checkpoint)
+    members, rankers = [], []
+    for folder in folders:
+        trained = load_checkpoint(folder)
+        if not trained.matches(catalog):
+            raise ValueError(f"{folder} was trained on another catalog than {config.data}")
+        trained_order = trained.extra.get("time_order", "exact")
+        if trained_order != config.time_order:
+            raise ValueError(f"{folder} was trained on the {trained_order} time order; "
+                             f"evaluate it with --time-order {trained_order}, since the "
+                             f"other order holds out different events")
+        c = trained.config
+        members.append(trained)
+        rankers.append(SequenceRanker(
+            trained, name=f"SASRec ({c.item_repr}, {c.memory}, seed {trained.train.seed}) "
+                          f"[{Path(folder).name}]"))
+    if len(members) > 1:
+        rankers.append(SequenceEnsemble(members))
+    return rankers
+
+
+def _llm_ranker(config: ExperimentConfig, first, catalog):
+    from ..llm.models import DEFAULT_LLM, load_llm
+    from ..llm.ranker import LLMRerankRanker
+    from ..llm.rerank import LLMReranker
+
+    reranker = LLMReranker(load_llm(config.llm or DEFAULT_LLM))
+    return LLMRerankRanker(
+        first, reranker, catalog, weight=config.llm_weight, top_k=config.llm_k,
+        name=f"{first.name} + {reranker.name} re-rank (top {config.llm_k}, weight "
+             f"{config.llm_weight:g})")
+
+
+def _name_uniquely(rankers: list) -> None:
+    """Give rankers that share a name (two checkpoints of the same kind and seed in folders of
+    the same name) distinct names, so each result row and paired test refers to one model."""
+    seen: dict[str, int] = {}
+    for ranker in rankers:
+        count = seen.get(ranker.name, 0) + 1
+        seen[ranker.name] = count
+        if count > 1:
+            ranker.name = f"{ranker.name} #{count}"
+
+
+def _probe_context(split, catalog):
+    """A typical user's context, to read which components the adaptive mode switches on."""
+    from ..data.context import Context, HistoryEntry
+
+    user = next(iter(split.test))
+    history = tuple(HistoryEntry(str(catalog.ids[i])) for i in split.histories[user][-5:])
+    return Context(history=history)

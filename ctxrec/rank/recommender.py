@@ -1,0 +1,336 @@
+"""The recommender: component scores per item, fused as score(i) = Σ_c w_c · z_c(i).
+
+Each component's raw score r_c(i) is standardised over the whole catalog, z_c = (r_c − mean) / std,
+before weighting. Raw ranges differ between components and between encoders (one model's cosines
+spread over 0.0–0.6, another's over 0.7–0.9), so fusing raw values would let whichever spreads widest
+decide; after standardising, a weight says how much one standard deviation of that component counts.
+A contribution w_c · z_c is positive when the item is above the catalog's average on that component.
+
+Raw component ranges (kept in the ``raw_<component>`` columns):
+
+* ``intent``: cos(intent, item) in [-1, 1] (sources 001, 004).
+* ``history``: target attention over the history, Σ_j a_ij · signal_j · cos(item, h_j), in [-1, 1]
+  (source 003); the weights a_ij are kept for the explanation.
+* ``context``: ``text_share`` · cos(situation, item) + (1 − ``text_share``) · share of matching
+  structured facets, in [-text_share, 1].
+* ``mood``: P(item's mood | intent) in [0, 1] (source 004's sentiment matching).
+* ``popularity``: log(1 + count) / log(1 + max count) in [0, 1].
+* ``sequence``: log P(item is next | the history in order) from an attached sequence model
+  (sources 000, 002), in (-inf, 0].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..data.catalog import MOODS, Catalog
+from ..data.context import Context
+from ..text.encoders import TextEncoder
+from .components import (MOOD_PROTOTYPES, StructuredAttributes, history_attention,
+                         mood_distribution, mood_match, standardise)
+from .weights import COMPONENTS, Weights, adaptive_weights
+
+__all__ = ["Ranking", "Recommender", "RecommenderConfig"]
+
+
+@dataclass(frozen=True)
+class RecommenderConfig:
+    """Settings of the component scores."""
+
+    history_temperature: float = 0.1  # τ of the history attention softmax; smaller is sharper
+    mood_temperature: float = 0.05  # τ of the intent → mood softmax
+    context_text_share: float = 0.5  # share of the encoded situation in the context score
+    mmr_pool: int = 5  # MMR re-ranks the best k × mmr_pool items
+    half_precision_from: int = 50_000  # catalogs this large are scored in float16 (error ≈ 1e-4,
+    # 3× faster on CPU, half the memory); smaller ones in float32
+
+
+@dataclass
+class Ranking:
+    """A ranked list with everything needed to explain it.
+
+    Attributes:
+        table: one row per item, best first: rank, item_id, title, category, score, one weighted
+            contribution column per component (they sum to ``score``) and ``raw_<component>`` with
+            the unweighted component score.
+        weights: the weights used, with the reasons for them.
+        history_ids: the known history items, oldest first.
+        history_signals: (H,) their feedback in [-1, 1].
+        history_attention: (k, H) target-attention weights of each ranked item over the history.
+        notes: messages for the person (ignored ids, truncated intent, nothing left to rank, …).
+        diversity: the MMR trade-off used (0 = pure relevance).
+    """
+
+    table: pd.DataFrame
+    weights: Weights
+    history_ids: list[str] = field(default_factory=list)
+    history_signals: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    history_attention: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    notes: list[str] = field(default_factory=list)
+    diversity: float = 0.0
+
+
+@dataclass
+class _Scored:
+    """Everything one scoring pass produced, before selection."""
+
+    total: np.ndarray  # (N,) fused score
+    raw: dict[str, np.ndarray]  # component → (N,) raw scores
+    z: dict[str, np.ndarray]  # component → (N,) standardised scores
+    weights: Weights
+    positions: list[int]  # catalog positions of the known history items
+    signals: list[float]
+    history_ids: list[str]
+    attention: np.ndarray  # (N, H)
+    notes: list[str]
+
+
+class Recommender:
+    """Ranks a catalog's items for a :class:`Context`.
+
+    Args:
+        catalog: the items.
+        encoder: the language model that encoded them.
+        item_vectors: (N, d) unit vectors of the items, in catalog order.
+        popularity: (N,) interaction counts, or ``None`` to use the catalog's ``popularity`` column
+            when it has one.
+        config: component settings.
+    """
+
+    def __init__(self, catalog: Catalog, encoder: TextEncoder, item_vectors: np.ndarray,
+                 popularity: np.ndarray | None = None,
+                 config: RecommenderConfig = RecommenderConfig()):
+        if item_vectors.shape != (len(catalog), encoder.dim):
+            raise ValueError(f"item_vectors has shape {item_vectors.shape}; expected "
+                             f"{(len(catalog), encoder.dim)}")
+        self.catalog = catalog
+        self.encoder = encoder
+        self.vectors = np.ascontiguousarray(item_vectors, dtype=np.float32)
+        # Large products run in torch, on the encoder's device and in its thread pool: numpy's BLAS
+        # threads would otherwise compete with torch's for the same cores.
+        self._matrix = torch.from_numpy(self.vectors).to(encoder.device)
+        if len(catalog) >= config.half_precision_from:
+            self._matrix = self._matrix.half()
+        items = catalog.items
+        self._labels = {"item_id": items["id"].to_numpy(dtype=object),
+                        "title": items["title"].to_numpy(dtype=object),
+                        "category": items["category"].to_numpy(dtype=object)
+                        if "category" in items else np.full(len(items), "", dtype=object)}
+        self.config = config
+        self.attributes = StructuredAttributes.from_catalog(catalog)
+        self.popularity = _popularity_prior(catalog, popularity)
+        self._mood_vectors = encoder.encode([MOOD_PROTOTYPES[m] for m in MOODS])
+        self._item_moods = self.attributes.moods if self.attributes.moods is not None else \
+            mood_distribution(self.vectors, self._mood_vectors, config.mood_temperature)
+        self._encode = lru_cache(maxsize=256)(encoder.encode_one)
+        self._history = lru_cache(maxsize=8)(self._history_component)
+        self._situation = lru_cache(maxsize=32)(self._context_component)
+        self.sequence_model = None
+        self._sequence = lru_cache(maxsize=8)(self._sequence_component)
+
+    def attach_sequence_model(self, trained) -> None:
+        """Add the ``sequence`` component from a trained model (``None`` removes it); the model
+        must have been trained on exactly this catalog's items."""
+        if trained is not None and not trained.matches(self.catalog):
+            raise ValueError("this sequence model was trained on a different catalog: train it "
+                             "on this catalog's interactions, or switch to its catalog")
+        self.sequence_model = trained
+        self._sequence.cache_clear()
+
+    def sequence_scores(self, positions: tuple[int, ...]) -> np.ndarray:
+        """(N,) log-probability of each item coming next after the history ``positions``."""
+        return self._sequence(positions)
+
+    def _sequence_component(self, positions: tuple[int, ...]) -> np.ndarray:
+        scores = torch.from_numpy(self.sequence_model.next_item_scores([np.asarray(positions)])[0])
+        return torch.log_softmax(scores.double(), dim=0).float().numpy()
+
+    # ----- components, each (N,) over the whole catalog
+    def similarities(self, queries: np.ndarray) -> np.ndarray:
+        """Cosines between every item and the queries: (d,) → (N,), (Q, d) → (N, Q)."""
+        query = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))
+        query = query.to(self._matrix.device, self._matrix.dtype)
+        sims = self._matrix @ (query if query.ndim == 1 else query.T)
+        return sims.float().cpu().numpy()
+
+    def intent_scores(self, intent: str) -> np.ndarray:
+        return self.similarities(self._encode(intent))
+
+    def mood_scores(self, intent: str) -> np.ndarray:
+        return mood_match(self.intent_moods(intent), self._item_moods)
+
+    def intent_moods(self, intent: str) -> np.ndarray:
+        """(12,) distribution of the moods the intent asks for, in ``MOODS`` order."""
+        return mood_distribution(self._encode(intent), self._mood_vectors,
+                                 self.config.mood_temperature)
+
+    def context_scores(self, context: Context) -> np.ndarray:
+        # keyed on what the score depends on, so a new intent reuses it
+        key = (context.describe_situation(), context.daypart, context.day_type, context.place,
+               context.device, context.companions)
+        return self._situation(key)
+
+    def history_scores(self, positions: tuple[int, ...], signals: tuple[float, ...]
+                       ) -> tuple[np.ndarray, np.ndarray]:
+        """Target-attention scores (N,) and weights (N, H) for history items at ``positions``."""
+        return self._history(positions, signals)
+
+    def _context_component(self, key: tuple) -> np.ndarray:
+        situation, *facets = key
+        text_score = self.similarities(self._encode(situation))
+        if not self.attributes.available:
+            return text_score
+        structured, _ = self.attributes.match(*facets)
+        share = self.config.context_text_share
+        return (share * text_score + (1 - share) * structured).astype(np.float32)
+
+    def _history_component(self, positions: tuple[int, ...], signals: tuple[float, ...]
+                           ) -> tuple[np.ndarray, np.ndarray]:
+        sims = self.similarities(self.vectors[list(positions)])
+        return history_attention(sims, np.asarray(signals, dtype=np.float32),
+                                 self.config.history_temperature)
+
+    # ----- fusion
+    def recommend(self, context: Context, k: int = 10, weights: Weights | None = None,
+                  exclude_seen: bool = True, diversity: float = 0.0) -> Ranking:
+        """Rank the catalog for ``context``.
+
+        Args:
+            context: the situation, history and intent.
+            k: number of items to return.
+            weights: fixed weights; ``None`` for the adaptive mode.
+            exclude_seen: leave out items already in the history.
+            diversity: MMR trade-off in [0, 1]; 0 ranks by score alone.
+
+        Returns:
+            A :class:`Ranking` whose contribution columns sum to ``score`` for every row.
+        """
+        scored = self._score(context, weights)
+        total, positions, notes = scored.total.copy(), scored.positions, scored.notes
+        if exclude_seen and positions:
+            total[positions] = -np.inf
+        valid = np.flatnonzero(np.isfinite(total))
+        if valid.size == 0:
+            notes.append("Every item is already in the history and 'exclude seen' is on: turn it "
+                         "off or remove items from the history.")
+        order = self._select(total, valid, k, diversity)
+        table = self._table(order, scored.raw, scored.z, scored.weights)
+        return Ranking(table=table, weights=scored.weights, history_ids=scored.history_ids,
+                       history_signals=np.asarray(scored.signals, dtype=np.float32),
+                       history_attention=scored.attention[order], notes=notes,
+                       diversity=diversity)
+
+    def fused_scores(self, context: Context, weights: Weights | None = None) -> np.ndarray:
+        """The fused score of every catalog item, (N,), for evaluation; seen items included."""
+        return self._score(context, weights).total
+
+    def _score(self, context: Context, weights: Weights | None) -> _Scored:
+        notes: list[str] = []
+        positions, signals, hist_ids = self._known_history(context, notes)
+        intent = context.intent.strip()
+        if intent:
+            cut = self.encoder.truncation(intent)
+            if cut.truncated:
+                notes.append(f"The intent is {cut.n_tokens:,} tokens long; the model reads only "
+                             f"the first {cut.max_tokens} (about the first {cut.kept_chars:,} "
+                             "characters).")
+        has_history = any(s != 0 for s in signals)
+        if weights is None:
+            weights = adaptive_weights(bool(intent), has_history, self.popularity is not None,
+                                       self.attributes.available,
+                                       self.sequence_model is not None and bool(positions))
+        n = len(self.catalog)
+        raw: dict[str, np.ndarray] = {}
+        attention = np.zeros((n, len(positions)), dtype=np.float32)
+        if weights["intent"] and intent:
+            raw["intent"] = self.intent_scores(intent)
+        if weights["mood"] and intent:
+            raw["mood"] = self.mood_scores(intent)
+        if weights["context"]:
+            raw["context"] = self.context_scores(context)
+        if positions:
+            raw["history"], attention = self.history_scores(tuple(positions), tuple(signals))
+        if weights["popularity"] and self.popularity is not None:
+            raw["popularity"] = self.popularity
+        if weights["sequence"] and positions and self.sequence_model is not None:
+            raw["sequence"] = self.sequence_scores(tuple(positions))
+        z = {name: standardise(values) for name, values in raw.items()}
+        total = np.zeros(n, dtype=np.float32)
+        for name, values in z.items():
+            total += weights[name] * values
+        return _Scored(total, raw, z, weights, positions, signals, hist_ids, attention, notes)
+
+    def _known_history(self, context: Context, notes: list[str]
+                       ) -> tuple[list[int], list[float], list[str]]:
+        positions, signals, ids, unknown = [], [], [], []
+        for entry in context.history:
+            pos = self.catalog.position(entry.item_id)
+            if pos is None:
+                unknown.append(entry.item_id)
+                continue
+            positions.append(pos)
+            signals.append(entry.signal)
+            ids.append(entry.item_id)
+        if unknown:
+            shown = ", ".join(unknown[:5]) + (" …" if len(unknown) > 5 else "")
+            notes.append(f"Ignored {len(unknown)} history item(s) not in this catalog: {shown}")
+        return positions, signals, ids
+
+    def _select(self, total: np.ndarray, valid: np.ndarray, k: int, diversity: float
+                ) -> np.ndarray:
+        k = min(k, valid.size)
+        if k <= 0:
+            return np.zeros(0, dtype=np.int64)
+        pool_size = k if diversity <= 0 else min(valid.size, k * self.config.mmr_pool)
+        scores = total[valid]
+        top = np.argpartition(-scores, pool_size - 1)[:pool_size]
+        pool = valid[top[np.argsort(-scores[top], kind="stable")]]
+        if diversity <= 0:
+            return pool[:k]
+        return _mmr(pool, total[pool], self.vectors[pool], k, diversity)
+
+    def _table(self, order: np.ndarray, raw: dict[str, np.ndarray], z: dict[str, np.ndarray],
+               weights: Weights) -> pd.DataFrame:
+        table = pd.DataFrame({"rank": np.arange(1, len(order) + 1),
+                              **{name: values[order] for name, values in self._labels.items()}})
+        contributions = []
+        for name in COMPONENTS:
+            values = raw[name][order] if name in raw else np.full(len(order), np.nan, np.float32)
+            table[f"raw_{name}"] = values
+            table[name] = weights[name] * z[name][order] if name in z else 0.0
+            contributions.append(table[name].to_numpy(dtype=np.float64))
+        table.insert(4, "score", np.sum(contributions, axis=0))
+        return table
+
+
+def _mmr(pool: np.ndarray, scores: np.ndarray, vectors: np.ndarray, k: int, diversity: float
+         ) -> np.ndarray:
+    """Maximal marginal relevance: pick argmax (1 − λ)·rel(i) − λ·max_{j∈S} cos(i, j), λ = diversity,
+    with relevance min-max scaled over the pool so both terms share a range."""
+    span = scores.max() - scores.min()
+    rel = (scores - scores.min()) / span if span > 0 else np.ones_like(scores)
+    chosen = [0]
+    max_sim = vectors @ vectors[0]
+    available = np.ones(len(pool), dtype=bool)
+    available[0] = False
+    while len(chosen) < k:
+        gain = np.where(available, (1 - diversity) * rel - diversity * max_sim, -np.inf)
+        best = int(np.argmax(gain))
+        chosen.append(best)
+        available[best] = False
+        max_sim = np.maximum(max_sim, vectors @ vectors[best])
+    return pool[chosen]
+
+
+def _popularity_prior(catalog: Catalog, counts: np.ndarray | None) -> np.ndarray | None:
+    if counts is None and catalog.has("popularity"):
+        counts = catalog.items["popularity"].fillna(0).to_numpy(dtype=np.float64)
+    if counts is None or not np.any(counts > 0):
+        return None
+    logged = np.log1p(np.clip(counts, 0, None))
+    return (logged / logged.max()).astype(np.float32)
