@@ -4,21 +4,22 @@ labelled with its protocol."""
 import json
 from pathlib import Path
 
-import pandas as pd
 import streamlit as st
 
+from ctxrec import builtin_catalog
 from ctxrec.data.context_log import ColumnMap, read_context_log
 from ctxrec.data.home import data_home
+from ctxrec.data.judged_intents import load_judged_intents
 from ctxrec.data.movielens import find_movielens_folders
 from ctxrec.evaluation.context_split import CONTEXT_PROTOCOLS
 from ctxrec.experiments.context_log import evaluate_context
+from ctxrec.experiments.intents import evaluate_intents
 from ctxrec.experiments.movielens import MASKINGS, MODELS, ExperimentConfig, run_experiment
-from ctxrec.experiments.results import results_table, save_results
-from ctxrec.export import safe_csv
+from ctxrec.experiments.results import save_results
 from ctxrec.sequence.job import saved_checkpoints
-from ctxrec.viz import metric_bars_figure, rank_distribution_figure
 from ui import state
 from ui.pickers import folder_picker
+from ui.results import show_results
 
 RESULTS = data_home() / "results"
 MASK_WORDS = {"both": "both, side by side", "unmasked": "not masked", "masked": "masked"}
@@ -44,7 +45,8 @@ def _progress_run(job, *args, **kwargs) -> dict | None:
 
 
 st.title("📏 Evaluate")
-movielens_tab, log_tab, load_tab = st.tabs(["MovieLens", "Log with context", "Load results"])
+movielens_tab, log_tab, intents_tab, load_tab = st.tabs(
+    ["MovieLens", "Log with context", "Judged intents", "Load results"])
 with movielens_tab:
     data = folder_picker("MovieLens folder", "ev_data", list(find_movielens_folders()),
                          hint="ml-latest-small, ml-25m or ml-1m layout")
@@ -103,10 +105,22 @@ with log_tab:
         else:
             _progress_run(evaluate_context, state.recommender(), events, log_protocol,
                           k=log_k, seed=int(seed))
+with intents_tab:
+    st.caption("The project's judged requests (assets/intents.jsonl: intents with their context "
+               "and graded items of the built-in catalog), ranked with the intent reader and "
+               "without it.")
+    builtin = state.catalog().name == builtin_catalog().name
+    if not builtin:
+        st.info("The judged intents grade items of the built-in catalog: switch to it in the "
+                "sidebar to run them.")
+    if st.button("Run on the judged intents", key="ev_int_run", type="primary",
+                 disabled=not builtin):
+        _progress_run(evaluate_intents, state.recommender(),
+                      load_judged_intents(catalog=state.catalog()))
 with load_tab:
     files = sorted(RESULTS.glob("*.json"), reverse=True) if RESULTS.is_dir() else []
-    st.caption(f"Results from `python -m ctxrec evaluate` or `evaluate-context`, or earlier runs, "
-               f"in {RESULTS}.")
+    st.caption(f"Results from `python -m ctxrec evaluate`, `evaluate-context` or "
+               f"`evaluate-intents`, or earlier runs, in {RESULTS}.")
     chosen = st.selectbox("Results file", files, format_func=lambda p: p.name, key="ev_file",
                           index=None, placeholder="pick a results file…")
     if chosen is not None and st.button("Load", key="ev_load"):
@@ -117,24 +131,4 @@ with load_tab:
 
 run = st.session_state.get("ev_result")
 if run:
-    k = run["k"]
-    st.subheader(f"{run['dataset']} · {run['protocol']} · K = {k}")
-    st.caption(f"Split: {run['split']} · {run['results'][0]['users']:,} users · commit "
-               f"{run['commit']} · {run['created']}. Intervals: 95 % bootstrap over users; p: "
-               "paired sign-flip test against the first model under the same protocol.")
-    if "p_ndcg_context_vs_blank" in run:
-        st.caption(f"Context against context blanked: paired p = "
-                   f"{run['p_ndcg_context_vs_blank']:.3g}.")
-    table = pd.DataFrame(results_table(run))
-    st.dataframe(table, hide_index=True, key="ev_table")
-    rows = run["results"]
-    several = len(run.get("protocols", [run["protocol"]])) > 1
-    st.plotly_chart(metric_bars_figure(
-        [f"{r['model']} ({r['protocol']})" if several else r["model"] for r in rows],
-        [r[f"NDCG@{k}"] for r in rows], [r["ndcg_ci95"] for r in rows],
-        f"NDCG@{k} — {run['protocol']}"), key="ev_bars")
-    st.plotly_chart(rank_distribution_figure(run["per_user"], k), key="ev_ranks")
-    st.download_button("Download results (JSON)", json.dumps(run, indent=2),
-                       file_name="ctxrec-results.json", key="ev_json")
-    st.download_button("Download the table (CSV)", safe_csv(table), file_name="ctxrec-results.csv",
-                       key="ev_csv")
+    show_results(run)

@@ -3,8 +3,10 @@
 import streamlit as st
 
 from ctxrec import COMPONENTS, why
+from ctxrec.rank.explain import limits_note
 from ctxrec.viz import contributions_figure
 from ui.context_editor import add_feedback, render_context_editor
+from ui.intent_chips import render_intent_chips
 from ui.options import render_options
 from ui.page_setup import prepare
 
@@ -22,6 +24,7 @@ with left:
 with right:
     st.subheader("For this context")
     st.caption(context.describe_situation())
+    render_intent_chips(page.recommender, context)
     for note in ranking.notes:
         st.warning(note)
     used = ", ".join(f"{c} {ranking.weights[c]:g}" for c in COMPONENTS if ranking.weights[c])
@@ -45,6 +48,8 @@ with right:
             if details.get("description"):
                 st.caption(details["description"])
             st.markdown(f":blue[Why:] {why(ranking, row, catalog.title)}")
+            if ranking.understood is not None and ranking.understood.constraints:
+                st.markdown(limits_note(ranking, row))
             with st.container(horizontal=True):
                 st.button("👍", key=f"fb_up_{item.item_id}", on_click=add_feedback,
                           args=(item.item_id, 1), help="Liked it: add to history")

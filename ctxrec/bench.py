@@ -64,9 +64,9 @@ def bench_recommend(sizes: Sequence[int] = (1_000, 10_000, 100_000), calls: int 
                     encoder: TextEncoder | None = None) -> dict:
     """Latency of ``recommend(context, k)`` with a new intent on every call.
 
-    Two cases per size: only the intent changes (the history and situation components come from
-    the recommender's cache, as when a person types), and intent and history both change (nothing
-    cached but the item vectors).
+    Three cases per size: only the intent changes (the history and situation components come
+    from the recommender's cache, as when a person types), the same with the intent reader off,
+    and intent and history both change (nothing cached but the item vectors).
     """
     encoder = encoder or load_encoder()
     base = builtin_catalog()
@@ -84,18 +84,36 @@ def bench_recommend(sizes: Sequence[int] = (1_000, 10_000, 100_000), calls: int 
         def new_intent(i: int) -> None:
             rec.recommend(replace(situation, intent=f"{_INTENTS[i % 10]} (variant {i})"), k=k)
 
+        def new_intent_reader_off(i: int) -> None:
+            rec.recommend(replace(situation, intent=f"{_INTENTS[i % 10]} (plain {i})"), k=k,
+                          read_intent=False)
+
         def new_intent_and_history(i: int) -> None:
             fresh = history + (HistoryEntry(str(first_ids[(i * 7919) % size]), 1),)
             rec.recommend(replace(situation, history=fresh,
                                   intent=f"{_INTENTS[i % 10]} (take {i})"), k=k)
 
         results[str(size)] = {"new_intent": _percentiles(_time_calls(new_intent, calls)),
+                              "new_intent_reader_off":
+                                  _percentiles(_time_calls(new_intent_reader_off, calls)),
                               "new_intent_and_history":
                                   _percentiles(_time_calls(new_intent_and_history, calls))}
     return {"benchmark": "recommend", "k": k, "calls": calls, "history_items": len(history) + 1,
             "encoder": encoder.name, "device": encoder.device, "torch_threads":
                 torch.get_num_threads(), "machine": platform.machine(), "results": results,
+            "intent_reader": bench_intent_reader(base, calls),
             "encode": bench_encode(encoder, base)}
+
+
+def bench_intent_reader(catalog: Catalog, calls: int = 50) -> dict:
+    """The intent reader alone (rules over the catalog's vocabulary), on texts it has not seen;
+    ``new_intent`` minus ``new_intent_reader_off`` above is what it adds to a whole call."""
+    from .rank.intent import IntentReader
+
+    reader = IntentReader(catalog)
+    return _percentiles(_time_calls(
+        lambda i: reader.read(f"{_INTENTS[i % 10]}, not too long, under {20 + i % 40} minutes, "
+                              f"nothing sad ({i})"), calls))
 
 
 def bench_encode(encoder: TextEncoder, catalog: Catalog, n_texts: int = 2_000, repeats: int = 3

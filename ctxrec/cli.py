@@ -5,6 +5,7 @@ commands:
   embed             encode a catalog into the embedding cache
   evaluate          offline evaluation on a MovieLens folder; JSON results
   evaluate-context  ctxrec and the trivial baselines on a log whose events carry context
+  evaluate-intents  the recommender with and without the intent reader on judged intents
   train             train the self-attentive sequence model; JSON results
   bench             benchmarks; JSON on stdout
   data download     download, check and unpack a MovieLens data set (needs the network)
@@ -61,8 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ctxrec", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_recommend, _add_embed, _add_evaluate, _add_evaluate_context, _add_train,
-                _add_bench, _add_data):
+    for add in (_add_recommend, _add_embed, _add_evaluate, _add_evaluate_context,
+                _add_evaluate_intents, _add_train, _add_bench, _add_data):
         add(sub)
     return parser
 
@@ -212,9 +213,35 @@ def _run_evaluate_context(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_evaluate_intents(sub: _Sub) -> None:
+    it = sub.add_parser("evaluate-intents",
+                        help="the recommender with and without the intent reader on judged "
+                             "intents: graded NDCG, P@5, per constraint kind; JSON results")
+    it.add_argument("--intents", default=None,
+                    help="judged intents JSONL (default: assets/intents.jsonl, for the built-in "
+                         "catalog)")
+    it.add_argument("--catalog", help=_CATALOG_HELP)
+    it.add_argument("-k", type=int, default=10)
+    it.add_argument("--model", default=None)
+    it.add_argument("--out", help=_RESULTS_HELP)
+
+
+def _run_evaluate_intents(args: argparse.Namespace) -> int:
+    from .data.judged_intents import JUDGED_PATH, load_judged_intents
+    from .experiments.intents import evaluate_intents
+    from .rank.recommender import Recommender
+
+    catalog, encoder, vectors = _catalog_and_vectors(args.catalog, args.model)
+    judged = load_judged_intents(args.intents or JUDGED_PATH, catalog)
+    run = evaluate_intents(Recommender(catalog, encoder, vectors), judged, k=args.k,
+                           progress=_print_stage)
+    _write_results(run, args.out)
+    return 0
+
+
 def _write_results(run: dict, out: str | None) -> None:
     """Save the run (a new file under $CTXREC_HOME/results unless ``out`` is given) and print it
-    without its per-user ranks."""
+    without its per-user (or per-intent) rows."""
     from .experiments.results import save_results
 
     if out:
@@ -223,7 +250,8 @@ def _write_results(run: dict, out: str | None) -> None:
         path.write_text(json.dumps(run, indent=2))
     else:
         path = save_results(run)
-    print(json.dumps({k: v for k, v in run.items() if k != "per_user"}, indent=2))
+    print(json.dumps({k: v for k, v in run.items() if k not in ("per_user", "per_intent")},
+                     indent=2))
     print(f"results written to {path}", file=sys.stderr)
 
 
@@ -358,6 +386,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "embed": _run_embed,
     "evaluate": _run_evaluate,
     "evaluate-context": _run_evaluate_context,
+    "evaluate-intents": _run_evaluate_intents,
     "train": _run_train,
     "bench": _run_bench,
     "data": _run_data,

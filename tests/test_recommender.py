@@ -150,9 +150,10 @@ def test_manual_weights_with_one_component_rank_by_it(recommender):
 
 
 def test_adaptive_weights_follow_the_context():
-    full = adaptive_weights(True, True, True, True, has_sequence=True)
+    full = adaptive_weights(True, True, True, True, has_sequence=True, has_limits=True)
     assert all(full[c] > 0 for c in COMPONENTS)
     assert adaptive_weights(True, True, True, True)["sequence"] == 0
+    assert adaptive_weights(True, True, True, True)["constraints"] == 0
     no_intent = adaptive_weights(False, True, False, True)
     assert no_intent["intent"] == no_intent["mood"] == 0 and no_intent["history"] == 1.0
     assert no_intent["popularity"] == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from ctxrec import COMPONENTS, DEFAULT_WEIGHTS, Context, Ranking, Recommender, Weights
+from ui.intent_chips import dropped_constraints
 
 DEFAULTS = {"opt_k": 10, "opt_exclude_seen": True, "opt_diversity": 0.0,
             "opt_weight_mode": "Adaptive",
@@ -53,7 +54,8 @@ def current_ranking(recommender: Recommender, context: Context, k: int | None = 
         if state["opt_weight_mode"] == "Manual" else None
     return recommender.recommend(context, k=k or state["opt_k"], weights=weights,
                                  exclude_seen=state["opt_exclude_seen"],
-                                 diversity=state["opt_diversity"])
+                                 diversity=state["opt_diversity"],
+                                 dropped=dropped_constraints(recommender, context))
 
 
 def pick_item(ranking: Ranking) -> str | None:

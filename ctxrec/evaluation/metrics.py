@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["auc", "catalog_coverage", "hit_matrix", "hit_rate", "intra_list_diversity",
-           "map_at_k", "mrr", "ndcg", "novelty", "precision", "rank_of", "recall",
-           "single_target_metrics", "target_position"]
+__all__ = ["auc", "catalog_coverage", "graded_ndcg", "hit_matrix", "hit_rate",
+           "intra_list_diversity", "map_at_k", "mrr", "ndcg", "novelty", "precision", "rank_of",
+           "recall", "single_target_metrics", "target_position"]
 
 
 def _discounts(k: int) -> np.ndarray:
@@ -54,6 +54,19 @@ def ndcg(hits: np.ndarray, n_relevant: np.ndarray) -> np.ndarray:
     dcg = (hits * discounts).sum(axis=1)
     ideal_counts = np.minimum(n_relevant, hits.shape[1]).astype(int)
     ideal = np.concatenate([[0.0], np.cumsum(discounts)])[ideal_counts]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(ideal > 0, dcg / ideal, np.nan)
+
+
+def graded_ndcg(gains: np.ndarray, ideal_gains: list[np.ndarray]) -> np.ndarray:
+    """NDCG@K with graded gains: ``gains`` (U, K) is the grade of the item at each position of
+    each user's top K (0 when not relevant), ``ideal_gains`` each user's grades of all relevant
+    items; the gain of a grade is the grade itself (NaN when a user has no relevant item)."""
+    k = gains.shape[1]
+    discounts = _discounts(k)
+    dcg = (gains * discounts).sum(axis=1)
+    ideal = np.array([(np.sort(g)[::-1][:k] * discounts[:min(k, len(g))]).sum()
+                      for g in ideal_gains])
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(ideal > 0, dcg / ideal, np.nan)
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..data.home import data_home
 
-__all__ = ["code_version", "results_table", "save_results"]
+__all__ = ["code_version", "intents_table", "results_table", "save_results"]
 
 
 def save_results(run: dict, folder: Path | None = None) -> Path:
@@ -54,3 +54,22 @@ def results_table(run: dict) -> list[dict]:
              "p (NDCG vs first)": next((v for key, v in r.items() if key.startswith("p_ndcg")),
                                        np.nan)}
             for r in run["results"]]
+
+
+def intents_table(run: dict) -> list[dict]:
+    """Rows for a table of a judged-intents run: per constraint kind (and overall), each
+    pipeline's graded NDCG and P@5."""
+    k = run["k"]
+    names = list(run["results"])
+    kinds = ["all", *run["results"][names[0]]["by_constraint"]]
+    rows = []
+    for kind in kinds:
+        row: dict = {"constraint": kind}
+        for name in names:
+            result = run["results"][name]
+            part = result if kind == "all" else result["by_constraint"][kind]
+            row["intents"] = run["intents"] if kind == "all" else part["intents"]
+            row[f"NDCG@{k} {name}"] = part[f"NDCG@{k}"]
+            row[f"P@5 {name}"] = part["P@5"]
+        rows.append(row)
+    return rows

@@ -8,11 +8,12 @@ from collections.abc import Callable
 from .recommender import Ranking
 from .weights import COMPONENTS
 
-__all__ = ["attended_history", "why"]
+__all__ = ["attended_history", "limits_note", "why"]
 
 _LABELS = {"intent": "matches your intent", "history": "close to your history",
            "context": "fits the time and place", "mood": "the mood you asked for",
            "popularity": "popular", "sequence": "likely next after your recent items",
+           "constraints": "the limits you stated",
            "llm": "the language model judged it a fit"}
 
 
@@ -57,3 +58,19 @@ def why(ranking: Ranking, row: int, title_of: Callable[[str], str] | None = None
                      for i, w, s in attended]
             text += " — attends to " + ", ".join(named)
     return text + "."
+
+
+def limits_note(ranking: Ranking, row: int) -> str:
+    """Which limits read from the intent the item at ``row`` keeps and which it breaks, in
+    Markdown ("" when none were read)."""
+    if ranking.understood is None or not ranking.understood.constraints:
+        return ""
+    broken = set(ranking.table["broken"].iloc[row]) if "broken" in ranking.table else set()
+    labels = [c.label for c in ranking.understood.constraints]
+    kept = [label for label in labels if label not in broken]
+    parts = []
+    if kept:
+        parts.append(":green[Keeps:] " + ", ".join(kept))
+    if broken:
+        parts.append(":red[Breaks:] " + ", ".join(label for label in labels if label in broken))
+    return " · ".join(parts)

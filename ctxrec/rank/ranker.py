@@ -41,10 +41,11 @@ class RecommenderRanker:
 
 
 def ablations(recommender: Recommender, base: Weights) -> dict[str, RecommenderRanker]:
-    """The recommender with each component dropped, and each component alone."""
+    """The recommender with each component dropped, and each component alone (constraints are
+    left out: they act only with limits read from an intent, which logs do not have)."""
     rankers = {"all components": RecommenderRanker(recommender, base, name="all components")}
     for c in COMPONENTS:
-        if base[c] == 0:
+        if base[c] == 0 or c == "constraints":
             continue
         rankers[f"without {c}"] = RecommenderRanker(
             recommender, Weights.manual({**base.values, c: 0.0}), name=f"without {c}")

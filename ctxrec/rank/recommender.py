@@ -21,6 +21,7 @@ Raw component ranges (kept in the ``raw_<component>`` columns):
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -33,6 +34,7 @@ from ..data.context import Context
 from ..text.encoders import TextEncoder
 from .components import (MOOD_PROTOTYPES, StructuredAttributes, history_attention,
                          mood_distribution, mood_match, standardise)
+from .intent import IntentReader, ReadIntent
 from .weights import COMPONENTS, Weights, adaptive_weights
 
 __all__ = ["Ranking", "Recommender", "RecommenderConfig"]
@@ -64,6 +66,8 @@ class Ranking:
         history_attention: (k, H) target-attention weights of each ranked item over the history.
         notes: messages for the person (ignored ids, truncated intent, nothing left to rank, …).
         diversity: the MMR trade-off used (0 = pure relevance).
+        understood: what the intent reader found in the intent (None when it was off or there
+            was no intent); the table's ``broken`` column names the limits each item breaks.
     """
 
     table: pd.DataFrame
@@ -73,6 +77,7 @@ class Ranking:
     history_attention: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
     notes: list[str] = field(default_factory=list)
     diversity: float = 0.0
+    understood: ReadIntent | None = None
 
 
 @dataclass
@@ -88,6 +93,8 @@ class _Scored:
     history_ids: list[str]
     attention: np.ndarray  # (N, H)
     notes: list[str]
+    reading: ReadIntent | None = None
+    broken: list[tuple[str, ...]] | None = None  # per item, the labels of the limits it breaks
 
 
 class Recommender:
@@ -132,6 +139,9 @@ class Recommender:
         self._situation = lru_cache(maxsize=32)(self._context_component)
         self.sequence_model = None
         self._sequence = lru_cache(maxsize=8)(self._sequence_component)
+        self.reader = IntentReader(catalog, getattr(encoder.tokenizer, "vocab", ()))
+        self._read = lru_cache(maxsize=256)(self.reader.read)
+        self._breaks = lru_cache(maxsize=256)(lambda c: c.breaks(catalog))
 
     def attach_sequence_model(self, trained) -> None:
         """Add the ``sequence`` component from a trained model (``None`` removes it); the model
@@ -195,9 +205,14 @@ class Recommender:
         return history_attention(sims, np.asarray(signals, dtype=np.float32),
                                  self.config.history_temperature)
 
+    def read_intent(self, text: str) -> ReadIntent:
+        """What the intent reader finds in ``text`` (cached per text)."""
+        return self._read(text.strip())
+
     # ----- fusion
     def recommend(self, context: Context, k: int = 10, weights: Weights | None = None,
-                  exclude_seen: bool = True, diversity: float = 0.0) -> Ranking:
+                  exclude_seen: bool = True, diversity: float = 0.0, read_intent: bool = True,
+                  dropped: Collection[str] = ()) -> Ranking:
         """Rank the catalog for ``context``.
 
         Args:
@@ -206,11 +221,14 @@ class Recommender:
             weights: fixed weights; ``None`` for the adaptive mode.
             exclude_seen: leave out items already in the history.
             diversity: MMR trade-off in [0, 1]; 0 ranks by score alone.
+            read_intent: read limits and exclusions out of the intent (see
+                :mod:`ctxrec.rank.intent`); items that break one rank below all that keep them.
+            dropped: keys of limits the person removed (their chips).
 
         Returns:
             A :class:`Ranking` whose contribution columns sum to ``score`` for every row.
         """
-        scored = self._score(context, weights)
+        scored = self._score(context, weights, read_intent, dropped)
         total, positions, notes = scored.total.copy(), scored.positions, scored.notes
         if exclude_seen and positions:
             total[positions] = -np.inf
@@ -220,19 +238,25 @@ class Recommender:
                          "off or remove items from the history.")
         order = self._select(total, valid, k, diversity)
         table = self._table(order, scored.raw, scored.z, scored.weights)
+        if scored.broken is not None:
+            table["broken"] = [scored.broken[i] for i in order]
         return Ranking(table=table, weights=scored.weights, history_ids=scored.history_ids,
                        history_signals=np.asarray(scored.signals, dtype=np.float32),
                        history_attention=scored.attention[order], notes=notes,
-                       diversity=diversity)
+                       diversity=diversity, understood=scored.reading)
 
-    def fused_scores(self, context: Context, weights: Weights | None = None) -> np.ndarray:
+    def fused_scores(self, context: Context, weights: Weights | None = None,
+                     read_intent: bool = True) -> np.ndarray:
         """The fused score of every catalog item, (N,), for evaluation; seen items included."""
-        return self._score(context, weights).total
+        return self._score(context, weights, read_intent).total
 
-    def _score(self, context: Context, weights: Weights | None) -> _Scored:
+    def _score(self, context: Context, weights: Weights | None, read_intent: bool = True,
+               dropped: Collection[str] = ()) -> _Scored:
         notes: list[str] = []
         positions, signals, hist_ids = self._known_history(context, notes)
         intent = context.intent.strip()
+        reading = self.read_intent(intent).without(dropped) if read_intent and intent else None
+        text = reading.soft_text if reading is not None else intent
         if intent:
             cut = self.encoder.truncation(intent)
             if cut.truncated:
@@ -243,14 +267,15 @@ class Recommender:
         if weights is None:
             weights = adaptive_weights(bool(intent), has_history, self.popularity is not None,
                                        self.attributes.available,
-                                       self.sequence_model is not None and bool(positions))
+                                       self.sequence_model is not None and bool(positions),
+                                       reading is not None and bool(reading.constraints))
         n = len(self.catalog)
         raw: dict[str, np.ndarray] = {}
         attention = np.zeros((n, len(positions)), dtype=np.float32)
-        if weights["intent"] and intent:
-            raw["intent"] = self.intent_scores(intent)
-        if weights["mood"] and intent:
-            raw["mood"] = self.mood_scores(intent)
+        if weights["intent"] and text:
+            raw["intent"] = self.intent_scores(text)
+        if weights["mood"] and text:
+            raw["mood"] = self.mood_scores(text)
         if weights["context"]:
             raw["context"] = self.context_scores(context)
         if positions:
@@ -263,7 +288,26 @@ class Recommender:
         total = np.zeros(n, dtype=np.float32)
         for name, values in z.items():
             total += weights[name] * values
-        return _Scored(total, raw, z, weights, positions, signals, hist_ids, attention, notes)
+        broken = None if reading is None else [()] * n
+        if reading is not None and reading.constraints:
+            raw["constraints"], z["constraints"], broken = self._constraints(reading, total)
+            total += weights["constraints"] * z["constraints"]
+            if weights["constraints"] and raw["constraints"].any():
+                notes.append(f"{int((raw['constraints'] < 0).sum()):,} items break a limit read "
+                             "from the intent and are ranked below every item that keeps them.")
+        return _Scored(total, raw, z, weights, positions, signals, hist_ids, attention, notes,
+                       reading, broken)
+
+    def _constraints(self, reading: ReadIntent, total: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray, list[tuple[str, ...]]]:
+        """Raw score −(limits broken), its contribution at weight 1 (each broken limit costs
+        more than the spread of every other component together, so an item that breaks one
+        ranks below all that keep them), and each item's broken limits."""
+        masks = [(c.label, self._breaks(c)) for c in reading.constraints]
+        count = np.sum([m for _, m in masks], axis=0).astype(np.float32)
+        span = float(total.max() - total.min()) if total.size else 0.0
+        labels = [tuple(label for label, m in masks if m[i]) for i in range(len(total))]
+        return -count, -count * (span + 1.0), labels
 
     def _known_history(self, context: Context, notes: list[str]
                        ) -> tuple[list[int], list[float], list[str]]:

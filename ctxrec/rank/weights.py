@@ -6,13 +6,15 @@ from dataclasses import dataclass, field
 
 __all__ = ["COMPONENTS", "DEFAULT_WEIGHTS", "Weights", "adaptive_weights"]
 
-COMPONENTS = ("intent", "history", "sequence", "context", "mood", "popularity")
+COMPONENTS = ("intent", "history", "sequence", "context", "mood", "popularity", "constraints")
 
 # Weights apply to standardised components (see recommender.py): what the person typed leads, history
 # and situation follow, mood and popularity nudge.
 # ``sequence`` counts only when a sequence model trained on the catalog's interactions is attached.
+# ``constraints`` is not standardised: at weight 1 a limit read from the intent that an item breaks
+# costs it more than all other components can give (see ``Recommender._constraints``).
 DEFAULT_WEIGHTS = {"intent": 1.0, "history": 0.5, "sequence": 1.0, "context": 0.5, "mood": 0.25,
-                   "popularity": 0.15}
+                   "popularity": 0.15, "constraints": 1.0}
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,8 @@ class Weights:
 
 
 def adaptive_weights(has_intent: bool, has_history: bool, has_popularity: bool,
-                     has_attributes: bool, has_sequence: bool = False) -> Weights:
+                     has_attributes: bool, has_sequence: bool = False,
+                     has_limits: bool = False) -> Weights:
     """Weights that follow the context (source 004's adaptive filtering).
 
     Args:
@@ -52,6 +55,7 @@ def adaptive_weights(has_intent: bool, has_history: bool, has_popularity: bool,
         has_popularity: the catalog carries interaction counts.
         has_attributes: the catalog has structured attributes (dayparts, places, …).
         has_sequence: a trained sequence model matches the catalog and the history is not empty.
+        has_limits: the intent reader found limits or exclusions in the intent.
     """
     w = dict(DEFAULT_WEIGHTS)
     reasons = []
@@ -60,6 +64,11 @@ def adaptive_weights(has_intent: bool, has_history: bool, has_popularity: bool,
                        "history in order: next-item probability weight 1.0.")
     else:
         w["sequence"] = 0.0
+    if has_limits:
+        reasons.append("Limits read from the intent: items that break one rank below all that "
+                       "keep them.")
+    else:
+        w["constraints"] = 0.0
     if not has_intent:
         w["intent"] = w["mood"] = 0.0
         reasons.append("No intent typed, so intent and mood are off.")

@@ -1,0 +1,360 @@
+"""Reading the free-text intent: hard limits, exclusions and what is left for the encoder.
+
+An encoder reads "anything but horror" as a text about horror, so the cosine pulls toward what
+was excluded, and it has no notion of "under 20 minutes" or "free". The reader finds those parts
+with rules over the catalog's own vocabulary (its categories, tags, moods and attributes) and a
+negation scope (from a cue such as "not", "no", "without", "anything but" to the end of its
+clause), and returns:
+
+* **constraints**: limits an item can break — duration, price, screen, indoors/outdoors and place,
+  audience, time of day, kind of item — and **exclusions**: kinds, moods and tags that were
+  negated. The recommender ranks every item that breaks one below every item that keeps them all;
+* **soft text**: the intent without the negated clauses and the limits, for the intent and mood
+  components, so "nothing sad, something light" is encoded as "something light".
+
+Why rules: the default install has to run offline, and no NLI or zero-shot classifier ships
+in it (the packaged models are a sentence encoder and a 135M-parameter chat model, which cannot
+be asked about 700 tags per request within the latency budget). The rules cost well under a
+millisecond, use whatever vocabulary a catalog brings, and are measured against the encoder alone
+on the judged intents (``python -m ctxrec evaluate-intents``; figures in the README). Words the
+rules do not know stay in the soft text; nothing the person types is an error.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Collection
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+
+import numpy as np
+
+from ..data.catalog import Catalog
+
+__all__ = ["Constraint", "IntentReader", "ReadIntent"]
+
+SCOPE_WORDS = 4  # a negation reaches at most this many words
+MAX_READ_CHARS = 2_000  # the rules read the first 2,000 characters; the encoder clips its own
+
+# How people name each kind of item; a catalog's own category names (and their plurals) count too.
+KIND_WORDS = {
+    "film": r"films?|movies?|cinema",
+    "series": r"series|tv shows?|box ?sets?|episodes?|binge",
+    "music": r"music|album|playlist|songs?|tunes",
+    "podcast": r"podcasts?",
+    "book": r"books?|novels?|something to read|to read|reading",
+    "longread": r"longreads?|long reads?|articles?|essays?|something to read|to read|reading",
+    "recipe": r"recipes?|to cook|cooking|to bake|baking|make (?:dinner|lunch|breakfast)",
+    "game": r"games|(?:a|board|card|video|party|puzzle|word) ?games?|to play",
+    "restaurant": r"restaurants?|dinner out|eat(?:ing)? out|lunch out",
+    "cafe": r"caf[eé]s?|coffee|pastr(?:y|ies)|croissants?",
+    "event": r"events?|concerts?|gigs?|festivals?|exhibitions?|live music|workshops?",
+    "fitness": r"workouts?|exercises?|yoga|fitness|training session",
+    "daytrip": r"day ?trips?|day out|excursions?|outings?",
+}
+WATCH = r"to watch|watch something|put on"
+LISTEN = r"to listen to|listen to|something to listen"
+FOOD = r"dinner|lunch|breakfast|meal|food|snacks?|something to eat|hungry|to eat"
+MOOD_WORDS = {
+    "melancholic": r"sad|depressing|melanchol\w*|tear ?jerkers?|gloomy|grief|bleak",
+    "tense": r"tense|scary|creepy|frightening|thrill\w*|suspense\w*|dark",
+    "funny": r"funny|comed\w*|hilarious|laughs?",
+    "calm": r"calm|relax\w*|chill|peaceful|quiet",
+    "cozy": r"cozy|cosy|snug",
+    "romantic": r"romantic|romance",
+    "energetic": r"energetic|upbeat|high[- ]energy|intense",
+    "thoughtful": r"thoughtful|deep|thought-provoking",
+    "cheerful": r"cheerful|happy|feel[- ]good|uplifting",
+    "adventurous": r"adventurous|adventure",
+    "social": r"social|sociable",
+    "focused": r"focus(?:ed)?|concentrat\w*|productive",
+}
+NEGATION = (r"anything but|anything except|everything but|other than|not|no|nothing|without|"
+            r"never|avoid|skip|except|none|don'?t want|do not want|rather not|not into|hate|"
+            r"no more|isn'?t|aren'?t|instead of")
+# a negation's scope ends at a clause boundary or a word that turns to what is wanted
+BOUNDARY = (r"[,.;:!?()\n]| but | just | rather | instead | only | though | please | this | "
+            r"these | tonight| today| tomorrow")
+SCREEN = (r"screen[- ]?free|no screens?|without (?:a |any )?screens?|off[- ](?:the )?screens?|"
+          r"away from (?:the )?screens?|unplugged|no devices?|not on (?:a|my) (?:phone|screen)|"
+          r"(?:anything but|not) (?:a |any )?screens?|no wi-?fi|offline")
+FREE = r"(?<![-\w])free(?![-\w])(?! (?:time|evening|afternoon|morning|day|weekend|hour))"
+FREE_PHRASES = r"no money|without spending|costs? nothing|for nothing|zero cost|no cost"
+CHEAP = r"cheap|budget|inexpensive|low[- ]cost|affordable|not expensive|on a shoestring"
+INDOORS = r"indoors?|inside|rain\w*|pouring|downpour|drizzl\w*|wet weather|storm\w*|stay(?:ing)? in"
+OUTDOORS = r"outdoors?|outside|fresh air|open air|in the park"
+AT_HOME = r"at home|on the (?:sofa|couch)|from home|stay(?:ing)? in|(?:a )?night in"
+COMMUTE = r"commut\w*|on (?:my|the) way|on the (?:train|bus|tube|metro)"
+AUDIENCE = {
+    "kids": r"kids?|children|child|toddlers?|little ones?|family|son|daughter|\d+ ?yo|teen\w*",
+    "partner": r"date night|a date|my (?:partner|wife|husband|girlfriend|boyfriend)|for two",
+    "friends": r"friends|mates|a group|the gang|party",
+    "alone": r"alone|by myself|on my own|solo|just me",
+    "colleagues": r"colleagues|co-?workers|my team|the team",
+}
+DAYTIME = {
+    "morning": r"breakfast|this morning|in the morning",
+    "midday": r"lunch|midday|noon",
+    "evening": r"tonight|this evening|dinner|after work",
+    "night": r"tonight|late[- ]night|midnight|can'?t sleep|insomnia|bedtime",
+}
+UNITS = {"min": 1, "mins": 1, "minute": 1, "minutes": 1, "m": 1, "h": 60, "hr": 60, "hrs": 60,
+         "hour": 60, "hours": 60}
+AT_MOST = (r"nothing longer than|no longer than|not longer than|not more than|not over|under|"
+           r"less than|at most|no more than|within|max(?:imum)?|up to|shorter than|<")
+AT_LEAST = r"over|more than|at least|longer than|>"
+AMOUNT = r"(\d+(?:\.\d+)?|an?|half an?)\s*-?\s*(minutes?|mins?|m|hours?|hrs?|h)\b"
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """One limit read from the intent.
+
+    Attributes:
+        key: stable id (e.g. ``duration<=20``), for removing it.
+        label: what the person sees on its chip, e.g. "≤ 20 min", "no screen", "not: horror".
+        kind: duration, price, screen, place, audience, daytime, kind or exclusion.
+        column: the catalog column it tests.
+        values: (list columns and category) the values an item must have one of, or, for
+            exclusions, must have none of.
+        limit: (duration) the bound in minutes; ``at_most`` says which side.
+    """
+
+    key: str
+    label: str
+    kind: str
+    column: str
+    values: tuple[str, ...] = ()
+    limit: float | None = None
+    at_most: bool = True
+
+    def breaks(self, catalog: Catalog) -> np.ndarray:
+        """(N,) booleans: the items of ``catalog`` that break it; an item without the column's
+        value is not counted as breaking it (nothing is known)."""
+        items = catalog.items
+        if self.column not in items:
+            return np.zeros(len(items), dtype=bool)
+        column = items[self.column]
+        if self.kind == "duration":
+            minutes = column.to_numpy(dtype=float)
+            with np.errstate(invalid="ignore"):
+                return (minutes > self.limit) if self.at_most else (minutes < self.limit)
+        wanted = set(self.values)
+        has = np.array([_values(v) for v in column], dtype=object)
+        if self.kind == "screen":  # screen-free: devices empty, or a speaker among them
+            return np.array([bool(v) and "speaker" not in v for v in has])
+        if self.kind == "exclusion":
+            return np.array([bool(v & wanted) for v in has])
+        return np.array([bool(v) and not (v & wanted) for v in has])
+
+
+def _values(cell) -> set[str]:
+    if isinstance(cell, (list, tuple, set, frozenset)):
+        return {str(v) for v in cell}
+    if cell is None or (isinstance(cell, float) and np.isnan(cell)) or cell == "":
+        return set()
+    return {str(cell)}
+
+
+@dataclass(frozen=True)
+class ReadIntent:
+    """What the reader understood.
+
+    Attributes:
+        text: the intent as typed.
+        constraints: hard limits and exclusions, in the order they were found.
+        soft_text: the intent without negated clauses and limits, for the encoder ("" when
+            nothing is left).
+    """
+
+    text: str
+    constraints: tuple[Constraint, ...] = ()
+    soft_text: str = ""
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def without(self, keys: Collection[str]) -> ReadIntent:
+        """The same reading with the constraints whose key is in ``keys`` removed."""
+        return replace(self, constraints=tuple(c for c in self.constraints if c.key not in keys))
+
+
+class IntentReader:
+    """Reads intents with the vocabulary of one catalog.
+
+    Args:
+        catalog: whose categories, tags and moods the rules match.
+        known_words: words that are spelled right (e.g. an encoder's vocabulary); other words
+            within one or two letters of a word the rules look for are read as that word
+            ("lisen" → "listen"). Without it, no spelling is corrected.
+    """
+
+    def __init__(self, catalog: Catalog, known_words: Collection[str] = ()):
+        self.catalog = catalog
+        self.known_words = set(known_words)
+        items = catalog.items
+        self.kinds = {str(c) for c in items["category"].dropna().unique()} \
+            if "category" in items else set()
+        self.tags = {t for tags in items["tags"] for t in tags} if "tags" in items else set()
+        self.moods = {str(m) for m in items["mood"].dropna().unique()} if "mood" in items \
+            else set()
+        words = {k: v for k, v in KIND_WORDS.items() if k in self.kinds}
+        for kind in self.kinds - set(words):  # an uploaded catalog's own categories
+            words[kind] = re.escape(kind.lower()) + "s?"
+        self._kind_words = {k: re.compile(rf"\b(?:{v})\b") for k, v in words.items()}
+        spoken = {t.replace("-", " "): t for t in self.tags if len(t) > 2}
+        self._tag_words = spoken
+        self._tag_pattern = re.compile(r"\b(?:" + "|".join(
+            re.escape(s) for s in sorted(spoken, key=len, reverse=True)) + r")\b") \
+            if spoken else None
+
+    def read(self, text: str) -> ReadIntent:
+        """Read one intent; any text gives a result."""
+        notes = []
+        if len(text) > MAX_READ_CHARS:
+            notes.append(f"Only the first {MAX_READ_CHARS:,} characters were read for limits.")
+        lowered = " " + " ".join(self._spelled(w) for w in text[:MAX_READ_CHARS].lower().split()) \
+            + " "
+        found: list[Constraint] = []
+        lowered = self._limits(lowered, found)
+        kept, negated = _split_negation(lowered)
+        found += self._exclusions(negated)
+        found += self._positive(kept)
+        unique = list({c.key: c for c in found}.values())
+        soft = " ".join(re.sub(rf"\b(?:{NEGATION})\b", " ", kept).split()).strip(" ,.;:-")
+        return ReadIntent(text, tuple(unique), soft, tuple(notes))
+
+    def _spelled(self, word: str) -> str:
+        """``word``, or the rule word it is a slip of (only for words the vocabulary lacks)."""
+        if not self.known_words or len(word) < 5 or word in self.known_words or \
+                not word.isalpha():
+            return word
+        close = difflib.get_close_matches(word, _rule_words(), n=1, cutoff=0.85)
+        return close[0] if close else word
+
+    def _limits(self, text: str, found: list[Constraint]) -> str:
+        """Duration, price and screen limits, taken out of the text (negation would misread
+        them: "no screens" is a limit, not an exclusion)."""
+        for side, pattern in ((True, AT_MOST), (False, AT_LEAST)):
+            for match in re.finditer(rf"\b(?:{pattern})\s*{AMOUNT}", text):
+                minutes = _minutes(match.group(1), match.group(2))
+                if minutes:
+                    sign = "≤" if side else "≥"
+                    found.append(Constraint(f"duration{'<=' if side else '>='}{minutes:g}",
+                                            f"{sign} {_duration_label(minutes)}", "duration",
+                                            "duration_min", limit=minutes, at_most=side))
+            text = re.sub(rf"\b(?:{pattern})\s*{AMOUNT}", " ", text)
+        for match in re.finditer(r"\b(\d+)\s*\+\s*(hours?|hrs?|h|minutes?|mins?)\b", text):
+            minutes = _minutes(match.group(1), match.group(2))
+            found.append(Constraint(f"duration>={minutes:g}", f"≥ {_duration_label(minutes)}",
+                                    "duration", "duration_min", limit=minutes, at_most=False))
+        text = re.sub(r"\b(\d+)\s*\+\s*(hours?|hrs?|h|minutes?|mins?)\b", " ", text)
+        for pattern, constraint in (
+                (SCREEN, Constraint("screen", "no screen", "screen", "devices")),
+                (FREE_PHRASES, Constraint("price-free", "free", "price", "price", ("free",))),
+                (FREE, Constraint("price-free", "free", "price", "price", ("free",))),
+                (CHEAP, Constraint("price-low", "cheap", "price", "price", ("free", "low")))):
+            if re.search(pattern, text):
+                found.append(constraint)
+                text = re.sub(pattern, " ", text)
+        return text
+
+    def _exclusions(self, negated: list[str]) -> list[Constraint]:
+        out = []
+        for clause in negated:
+            for kind, pattern in self._kind_words.items():
+                if pattern.search(clause):
+                    out.append(Constraint(f"not-kind-{kind}", f"not: {kind}", "exclusion",
+                                          "category", (kind,)))
+            for mood, pattern in MOOD_WORDS.items():
+                if mood in self.moods and re.search(rf"\b(?:{pattern})\b", clause):
+                    out.append(Constraint(f"not-mood-{mood}", f"not: {mood}", "exclusion",
+                                          "mood", (mood,)))
+            if any(c.kind == "exclusion" and c.column == "category" for c in out):
+                continue  # "not a restaurant dinner" excludes restaurants, not dinner recipes
+            if self._tag_pattern is None:
+                continue
+            for match in self._tag_pattern.finditer(clause.replace("-", " ")):
+                tag = self._tag_words[match.group(0)]
+                out.append(Constraint(f"not-tag-{tag}", f"not: {tag}", "exclusion", "tags",
+                                      (tag,)))
+        return out
+
+    def _positive(self, text: str) -> list[Constraint]:
+        out = []
+        kinds = [k for k, pattern in self._kind_words.items() if pattern.search(text)]
+        if not kinds:
+            for pattern, group in ((WATCH, ("film", "series")), (LISTEN, ("music", "podcast")),
+                                   (FOOD, ("recipe", "restaurant", "cafe"))):
+                if re.search(rf"\b(?:{pattern})\b", text):
+                    kinds = [k for k in group if k in self.kinds]
+                    break
+        if kinds:
+            out.append(Constraint("kind-" + "+".join(sorted(kinds)),
+                                  "kind: " + " or ".join(sorted(kinds)), "kind", "category",
+                                  tuple(sorted(kinds))))
+        for key, pattern, label, values in (
+                ("indoors", INDOORS, "indoors", ("home", "work", "city", "commute", "gym")),
+                ("outdoors", OUTDOORS, "outdoors", ("outdoors", "travel")),
+                ("at-home", AT_HOME, "at home", ("home",)),
+                ("commute", COMMUTE, "on the way", ("commute",))):
+            if re.search(rf"\b(?:{pattern})\b", text):
+                if key == "outdoors" and any(c.key == "indoors" for c in out):
+                    continue  # "pouring outside" is weather, not a wish to be outdoors
+                out.append(Constraint(key, label, "place", "places", values))
+        for who, pattern in AUDIENCE.items():
+            if re.search(rf"\b(?:{pattern})\b", text):
+                values = ("kids", "family") if who == "kids" else (who,)
+                out.append(Constraint(f"with-{who}", f"with {who}" if who != "alone" else
+                                      "alone", "audience", "companions", values))
+        times = tuple(t for t, pattern in DAYTIME.items() if re.search(rf"\b(?:{pattern})\b",
+                                                                          text))
+        if times:
+            out.append(Constraint("daytime-" + "+".join(times), " or ".join(times), "daytime",
+                                  "dayparts", times))
+        return out
+
+
+@lru_cache(maxsize=1)
+def _rule_words() -> list[str]:
+    """The plain words the rules look for, for spelling correction."""
+    patterns = [*KIND_WORDS.values(), *MOOD_WORDS.values(), *AUDIENCE.values(),
+                *DAYTIME.values(), NEGATION, SCREEN, CHEAP, INDOORS, OUTDOORS, AT_HOME, COMMUTE,
+                WATCH, LISTEN, FOOD, "something anything"]
+    # whole words only: "commut" in "commut\\w*" is a stem, not a spelling to correct toward
+    return sorted({w for p in patterns for w in re.findall(r"(?<![\\\w])[a-z]{5,}(?![\w\\(?*])", p)})
+
+
+def _split_negation(text: str) -> tuple[str, list[str]]:
+    """The text with every negated stretch removed, and those stretches."""
+    negated, kept, position = [], [], 0
+    for cue in re.finditer(rf"\b(?:{NEGATION})\b", text):
+        if cue.start() < position:
+            continue
+        end = re.search(BOUNDARY, text[cue.end():])
+        stop = cue.end() + end.start() if end else len(text)
+        words = list(re.finditer(r"\S+", text[cue.end():stop]))
+        if len(words) > SCOPE_WORDS:  # "no kids this weekend" negates the kids, not the weekend
+            stop = cue.end() + words[SCOPE_WORDS - 1].end()
+        kept.append(text[position:cue.start()])
+        negated.append(text[cue.end():stop])
+        position = stop
+    kept.append(text[position:])
+    return " ".join(kept), negated
+
+
+def _minutes(amount: str, unit: str) -> float | None:
+    unit = unit.lower()
+    scale = UNITS.get(unit, UNITS.get(unit.rstrip("s"), 1))
+    if amount in ("a", "an"):
+        value = 1.0
+    elif amount.startswith("half"):
+        value = 0.5
+    else:
+        value = float(amount)
+    return value * scale if value > 0 else None
+
+
+def _duration_label(minutes: float) -> str:
+    if minutes >= 60 and minutes % 60 == 0:
+        return f"{minutes / 60:g} h"
+    return f"{minutes:g} min"

@@ -1,0 +1,174 @@
+"""The intent reader: limits, exclusions and soft text, and how the ranking uses them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ctxrec import Context
+from ctxrec.data.judged_intents import load_judged_intents
+from ctxrec.data.scenarios import load_presets
+from ctxrec.experiments.intents import evaluate_intents
+from ctxrec.rank.intent import IntentReader
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def reader(catalog, encoder):
+    return IntentReader(catalog, encoder.tokenizer.vocab)
+
+
+def labels(reading) -> list[str]:
+    return [c.label for c in reading.constraints]
+
+
+def test_negation_excludes_and_leaves_the_excluded_out_of_the_soft_text(reader):
+    horror = reader.read("anything but horror, we want a film tonight")
+    assert "not: horror" in labels(horror) and "kind: film" in labels(horror)
+    assert "horror" not in horror.soft_text and "film" in horror.soft_text
+    sad = reader.read("nothing sad please, just something light to watch after work")
+    assert "not: melancholic" in labels(sad)
+    assert "sad" not in sad.soft_text
+    dinner = reader.read("not a restaurant dinner")
+    assert labels(dinner) == ["not: restaurant"]  # dinner recipes stay welcome
+    weekend = reader.read("no kids this weekend!! a grown-up night out")
+    assert "not: kids" in labels(weekend) and "not: weekend" not in labels(weekend)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("something under 20 minutes", "≤ 20 min"),
+    ("nothing longer than an hour", "≤ 1 h"),
+    ("happy to spend 3+ hours on one thing", "≥ 3 h"),
+    ("at least 90 min please", "≥ 90 min"),
+    ("screen-free please", "no screen"),
+    ("anything but a screen tonight", "no screen"),
+    ("something free to do", "free"),
+    ("cheap date night", "cheap"),
+    ("indoors on a rainy afternoon", "indoors"),
+    ("a series", "kind: series"),
+    ("a podcast", "kind: podcast"),
+    ("something to read", "kind: book or longread"),
+    ("pastries on my way to the office", "kind: cafe"),
+    ("with the kids", "with kids"),
+])
+def test_limits_are_read(reader, text, expected):
+    assert expected in labels(reader.read(text))
+
+
+def test_free_time_and_gluten_free_are_not_a_price(reader):
+    assert labels(reader.read("a free afternoon and a gluten-free cake")) == []
+    rain = reader.read("comfort food, it's pouring outside")
+    assert "indoors" in labels(rain) and "outdoors" not in labels(rain)
+
+
+def test_slips_are_read_as_the_words_meant_only_when_the_vocabulary_lacks_them(catalog, reader):
+    assert "kind: music or podcast" in labels(reader.read("somthing calm to lisen to"))
+    assert labels(IntentReader(catalog).read("somthing calm to lisen to")) == []  # no vocabulary
+    assert reader.read("a serious documentary").soft_text == "a serious documentary"
+
+
+@pytest.mark.parametrize("text", ["x" * 20_000, "¿algo para ver esta noche? 🎬🍿", "", "   ",
+                                  "NOT NOT NOT", "under 0 minutes", "no", "!!!"])
+def test_any_text_gives_a_reading(reader, text):
+    reading = reader.read(text)
+    assert isinstance(reading.soft_text, str)
+    if len(text) > 2_000:
+        assert reading.notes
+
+
+def test_a_broken_limit_ranks_below_every_kept_one_and_the_breakdown_still_sums(recommender,
+                                                                               catalog):
+    context = Context(intent="something for the kids under 60 minutes", device="tv")
+    ranking = recommender.recommend(context, k=len(catalog), exclude_seen=False)
+    table = ranking.table
+    minutes = table["item_id"].map(lambda i: catalog.record(i)["duration_min"])
+    broken = table["broken"].map(len) > 0
+    assert broken.any() and (~broken).any()
+    assert broken.to_numpy().argmax() == (~broken).sum()  # all kept ones come first
+    assert (minutes[~broken] <= 60).all()
+    parts = table[[c for c in ("intent", "history", "sequence", "context", "mood", "popularity",
+                               "constraints")]].sum(axis=1)
+    np.testing.assert_allclose(parts, table["score"], rtol=1e-5, atol=1e-4)
+    assert any("break a limit" in note for note in ranking.notes)
+
+
+def test_a_dropped_limit_lets_its_items_back(recommender):
+    context = Context(intent="a podcast under 30 minutes")
+    strict = recommender.recommend(context, k=5)  # the catalog has six such podcasts
+    assert all(not b for b in strict.table["broken"])
+    key = next(c.key for c in strict.understood.constraints if c.kind == "duration")
+    loose = recommender.recommend(context, k=5, dropped=[key])
+    assert [c.key for c in loose.understood.constraints if c.kind == "duration"] == []
+    assert list(loose.table["item_id"]) != list(strict.table["item_id"])
+    off = recommender.recommend(context, k=5, read_intent=False)
+    assert off.understood is None and "broken" not in off.table
+
+
+def test_every_preset_top_five_keeps_its_stated_limits(recommender):
+    for scenario in load_presets():
+        ranking = recommender.recommend(scenario.context, k=5)
+        if ranking.understood is None:
+            continue
+        assert all(not b for b in ranking.table["broken"]), (scenario.name,
+                                                            list(ranking.table["broken"]))
+
+
+def test_judged_intents_load_and_a_run_reports_both_pipelines(recommender, catalog):
+    judged = load_judged_intents(catalog=catalog)
+    assert len(judged) >= 100
+    assert all(j.relevant and max(j.relevant.values()) == 2 for j in judged)
+    run = evaluate_intents(recommender, judged[:12], k=10)
+    assert set(run["results"]) == {"with the intent reader", "without the intent reader"}
+    for result in run["results"].values():
+        assert 0 <= result["NDCG@10"] <= 1 and 0 <= result["P@5"] <= 1
+        assert result["by_constraint"]
+    assert 0 < run["p_ndcg_reader_vs_none"] <= 1
+
+
+def test_a_bad_judged_file_names_its_line(tmp_path, catalog):
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"id": "a", "intent": "x", "relevant": {"film-01": 2}}\n'
+                    '{"id": "b", "intent": "y", "relevant": {"no-such-item": 2}}\n')
+    with pytest.raises(ValueError, match="line 2.*no-such-item"):
+        load_judged_intents(path, catalog)
+
+
+def test_evaluate_intents_command_prints_json(tmp_path):
+    path = tmp_path / "three.jsonl"
+    lines = (ROOT / "assets" / "intents.jsonl").read_text().splitlines()[:3]
+    path.write_text("\n".join(lines) + "\n")
+    out = subprocess.run([sys.executable, "-m", "ctxrec", "evaluate-intents", "--intents",
+                          str(path), "--out", str(tmp_path / "run.json")],
+                         capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert out.returncode == 0, out.stderr
+    printed = json.loads(out.stdout)
+    assert printed["intents"] == 3 and "per_intent" not in printed
+    assert "per_intent" in json.loads((tmp_path / "run.json").read_text())
+
+
+def test_recommend_page_shows_chips_and_a_dropped_chip_reranks():
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300).run()
+    at.text_area(key="ctx_intent").input("a podcast under 30 minutes").run()
+    assert not at.exception
+    chips = next(g for g in at.button_group if (g.key or "").startswith("rec_chips_"))
+    assert set(chips.value) == {"kind-podcast", "duration<=30"}
+    notes = [m.value for m in at.markdown if "Keeps:" in m.value or "Breaks:" in m.value]
+    breaks = ["Breaks:" in n for n in notes]
+    assert notes and not breaks[0] and breaks == sorted(breaks)  # the six kept ones come first
+    cards = [m.value for m in at.markdown if m.value.startswith("**")]
+    assert all("podcast" in c for c in cards[:6])
+    chips.unselect("kind-podcast").run()
+    assert not at.exception
+    chips = next(g for g in at.button_group if (g.key or "").startswith("rec_chips_"))
+    assert set(chips.value) == {"duration<=30"}
+    cards = [m.value for m in at.markdown if m.value.startswith("**")]
+    assert any("podcast" not in c for c in cards)  # other kinds under 30 minutes come in
+    assert not any("Breaks:" in m.value for m in at.markdown)

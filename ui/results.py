@@ -1,0 +1,66 @@
+"""Showing saved evaluation results on the Evaluate page: rankings under a protocol, or the
+judged intents with and without the intent reader."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import streamlit as st
+
+from ctxrec.experiments.results import intents_table, results_table
+from ctxrec.export import safe_csv
+from ctxrec.viz import metric_bars_figure, rank_distribution_figure
+
+
+def show_results(run: dict) -> None:
+    """Draw one results file; a file of another shape says so instead of failing."""
+    try:
+        if run.get("kind") == "intents":
+            _intents(run)
+        else:
+            _rankings(run)
+    except (KeyError, TypeError, IndexError, ValueError) as err:
+        st.error(f"This file is not a ctxrec results file this version can show ({err!r}).")
+        return
+    st.download_button("Download results (JSON)", json.dumps(run, indent=2),
+                       file_name="ctxrec-results.json", key="ev_json")
+
+
+def _rankings(run: dict) -> None:
+    k = run["k"]
+    st.subheader(f"{run['dataset']} · {run['protocol']} · K = {k}")
+    st.caption(f"Split: {run['split']} · {run['results'][0]['users']:,} users · commit "
+               f"{run['commit']} · {run['created']}. Intervals: 95 % bootstrap over users; p: "
+               "paired sign-flip test against the first model under the same protocol.")
+    if "p_ndcg_context_vs_blank" in run:
+        st.caption(f"Context against context blanked: paired p = "
+                   f"{run['p_ndcg_context_vs_blank']:.3g}.")
+    table = pd.DataFrame(results_table(run))
+    st.dataframe(table, hide_index=True, key="ev_table")
+    rows = run["results"]
+    several = len(run.get("protocols", [run["protocol"]])) > 1
+    st.plotly_chart(metric_bars_figure(
+        [f"{r['model']} ({r['protocol']})" if several else r["model"] for r in rows],
+        [r[f"NDCG@{k}"] for r in rows], [r["ndcg_ci95"] for r in rows],
+        f"NDCG@{k} — {run['protocol']}"), key="ev_bars")
+    st.plotly_chart(rank_distribution_figure(run["per_user"], k), key="ev_ranks")
+    st.download_button("Download the table (CSV)", safe_csv(table), file_name="ctxrec-results.csv",
+                       key="ev_csv")
+
+
+def _intents(run: dict) -> None:
+    k = run["k"]
+    st.subheader(f"Judged intents · {run['intents']} intents · K = {k}")
+    st.caption(f"Encoder {run['encoder']} · commit {run.get('commit', '?')} · "
+               f"{run.get('created', '')}. Graded NDCG@{k} (gain = grade: 2 great fit, 1 "
+               "acceptable) and P@5 (grade ≥ 1), both through Recommender.recommend; paired p "
+               f"of the reader against none: {run['p_ndcg_reader_vs_none']:.3g}.")
+    names = list(run["results"])
+    st.plotly_chart(metric_bars_figure(
+        names, [run["results"][n][f"NDCG@{k}"] for n in names],
+        [run["results"][n]["ndcg_ci95"] for n in names], f"graded NDCG@{k}"), key="ev_int_bars")
+    table = pd.DataFrame(intents_table(run))
+    st.dataframe(table, hide_index=True, key="ev_int_table")
+    st.download_button("Download the table (CSV)", safe_csv(table),
+                       file_name="ctxrec-intents.csv", key="ev_int_csv")
