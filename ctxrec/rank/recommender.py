@@ -94,7 +94,7 @@ class _Scored:
     attention: np.ndarray  # (N, H)
     notes: list[str]
     reading: ReadIntent | None = None
-    broken: list[tuple[str, ...]] | None = None  # per item, the labels of the limits it breaks
+    limits: list[tuple[str, np.ndarray]] | None = None  # each limit's label and (N,) breaks
 
 
 class Recommender:
@@ -238,8 +238,9 @@ class Recommender:
                          "off or remove items from the history.")
         order = self._select(total, valid, k, diversity)
         table = self._table(order, scored.raw, scored.z, scored.weights)
-        if scored.broken is not None:
-            table["broken"] = [scored.broken[i] for i in order]
+        if scored.limits is not None:
+            table["broken"] = [tuple(label for label, breaks in scored.limits if breaks[i])
+                               for i in order]
         return Ranking(table=table, weights=scored.weights, history_ids=scored.history_ids,
                        history_signals=np.asarray(scored.signals, dtype=np.float32),
                        history_attention=scored.attention[order], notes=notes,
@@ -288,26 +289,16 @@ class Recommender:
         total = np.zeros(n, dtype=np.float32)
         for name, values in z.items():
             total += weights[name] * values
-        broken = None if reading is None else [()] * n
+        limits = None if reading is None else []
         if reading is not None and reading.constraints:
-            raw["constraints"], z["constraints"], broken = self._constraints(reading, total)
+            limits = [(c.label, self._breaks(c)) for c in reading.constraints]
+            raw["constraints"], z["constraints"] = _constraint_scores(limits, total)
             total += weights["constraints"] * z["constraints"]
             if weights["constraints"] and raw["constraints"].any():
                 notes.append(f"{int((raw['constraints'] < 0).sum()):,} items break a limit read "
                              "from the intent and are ranked below every item that keeps them.")
         return _Scored(total, raw, z, weights, positions, signals, hist_ids, attention, notes,
-                       reading, broken)
-
-    def _constraints(self, reading: ReadIntent, total: np.ndarray
-                     ) -> tuple[np.ndarray, np.ndarray, list[tuple[str, ...]]]:
-        """Raw score −(limits broken), its contribution at weight 1 (each broken limit costs
-        more than the spread of every other component together, so an item that breaks one
-        ranks below all that keep them), and each item's broken limits."""
-        masks = [(c.label, self._breaks(c)) for c in reading.constraints]
-        count = np.sum([m for _, m in masks], axis=0).astype(np.float32)
-        span = float(total.max() - total.min()) if total.size else 0.0
-        labels = [tuple(label for label, m in masks if m[i]) for i in range(len(total))]
-        return -count, -count * (span + 1.0), labels
+                       reading, limits)
 
     def _known_history(self, context: Context, notes: list[str]
                        ) -> tuple[list[int], list[float], list[str]]:
@@ -369,6 +360,16 @@ def _mmr(pool: np.ndarray, scores: np.ndarray, vectors: np.ndarray, k: int, dive
         available[best] = False
         max_sim = np.maximum(max_sim, vectors @ vectors[best])
     return pool[chosen]
+
+
+def _constraint_scores(limits: list[tuple[str, np.ndarray]], total: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Raw score −(limits broken) and its contribution at weight 1: each broken limit costs more
+    than the spread of every other component together, so an item that breaks one ranks below
+    all that keep them."""
+    count = np.sum([breaks for _, breaks in limits], axis=0).astype(np.float32)
+    span = float(total.max() - total.min()) if total.size else 0.0
+    return -count, -count * (span + 1.0)
 
 
 def _popularity_prior(catalog: Catalog, counts: np.ndarray | None) -> np.ndarray | None:
