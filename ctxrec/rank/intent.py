@@ -53,9 +53,11 @@ KIND_WORDS = {
     "fitness": r"workouts?|exercises?|yoga|fitness|training session",
     "daytrip": r"day ?trips?|day out|excursions?|outings?",
 }
-WATCH = r"to watch|watch something|put on"
-LISTEN = r"to listen to|listen to|something to listen"
-FOOD = r"dinner|lunch|breakfast|meal|food|snacks?|something to eat|hungry|to eat"
+# when no kind is named: what the person wants to do points at a few kinds
+KIND_HINTS = {("film", "series"): r"to watch|watch something|put on",
+              ("music", "podcast"): r"to listen to|listen to|something to listen",
+              ("recipe", "restaurant", "cafe"): (r"dinner|lunch|breakfast|meal|food|snacks?|"
+                                                 r"something to eat|hungry|to eat")}
 MOOD_WORDS = {
     "melancholic": r"sad|depressing|melanchol\w*|tear ?jerkers?|gloomy|grief|bleak",
     "tense": r"tense|scary|creepy|frightening|thrill\w*|suspense\w*|dark",
@@ -82,10 +84,17 @@ SCREEN = (r"screen[- ]?free|no screens?|without (?:a |any )?screens?|off[- ](?:t
 FREE = r"(?<![-\w])free(?![-\w])(?! (?:time|evening|afternoon|morning|day|weekend|hour))"
 FREE_PHRASES = r"no money|without spending|costs? nothing|for nothing|zero cost|no cost"
 CHEAP = r"cheap|budget|inexpensive|low[- ]cost|affordable|not expensive|on a shoestring"
-INDOORS = r"indoors?|inside|rain\w*|pouring|downpour|drizzl\w*|wet weather|storm\w*|stay(?:ing)? in"
-OUTDOORS = r"outdoors?|outside|fresh air|open air|in the park"
-AT_HOME = r"at home|on the (?:sofa|couch)|from home|stay(?:ing)? in|(?:a )?night in"
-COMMUTE = r"commut\w*|on (?:my|the) way|on the (?:train|bus|tube|metro)"
+# key → (words, chip label, the places an item must list one of); rain means indoors
+PLACE_LIMITS = {
+    "indoors": (r"indoors?|inside|rain\w*|pouring|downpour|drizzl\w*|wet weather|storm\w*|"
+                r"stay(?:ing)? in", "indoors", ("home", "work", "city", "commute", "gym")),
+    "outdoors": (r"outdoors?|outside|fresh air|open air|in the park", "outdoors",
+                 ("outdoors", "travel")),
+    "at-home": (r"at home|on the (?:sofa|couch)|from home|stay(?:ing)? in|(?:a )?night in",
+                "at home", ("home",)),
+    "commute": (r"commut\w*|on (?:my|the) way|on the (?:train|bus|tube|metro)", "on the way",
+                ("commute",)),
+}
 AUDIENCE = {
     "kids": r"kids?|children|child|toddlers?|little ones?|family|son|daughter|\d+ ?yo|teen\w*",
     "partner": r"date night|a date|my (?:partner|wife|husband|girlfriend|boyfriend)|for two",
@@ -283,8 +292,7 @@ class IntentReader:
         out = []
         kinds = [k for k, pattern in self._kind_words.items() if pattern.search(text)]
         if not kinds:
-            for pattern, group in ((WATCH, ("film", "series")), (LISTEN, ("music", "podcast")),
-                                   (FOOD, ("recipe", "restaurant", "cafe"))):
+            for group, pattern in KIND_HINTS.items():
                 if re.search(rf"\b(?:{pattern})\b", text):
                     kinds = [k for k in group if k in self.kinds]
                     break
@@ -292,11 +300,7 @@ class IntentReader:
             out.append(Constraint("kind-" + "+".join(sorted(kinds)),
                                   "kind: " + " or ".join(sorted(kinds)), "kind", "category",
                                   tuple(sorted(kinds))))
-        for key, pattern, label, values in (
-                ("indoors", INDOORS, "indoors", ("home", "work", "city", "commute", "gym")),
-                ("outdoors", OUTDOORS, "outdoors", ("outdoors", "travel")),
-                ("at-home", AT_HOME, "at home", ("home",)),
-                ("commute", COMMUTE, "on the way", ("commute",))):
+        for key, (pattern, label, values) in PLACE_LIMITS.items():
             if re.search(rf"\b(?:{pattern})\b", text):
                 if key == "outdoors" and any(c.key == "indoors" for c in out):
                     continue  # "pouring outside" is weather, not a wish to be outdoors
@@ -318,10 +322,11 @@ class IntentReader:
 def _rule_words() -> list[str]:
     """The plain words the rules look for, for spelling correction."""
     patterns = [*KIND_WORDS.values(), *MOOD_WORDS.values(), *AUDIENCE.values(),
-                *DAYTIME.values(), NEGATION, SCREEN, CHEAP, INDOORS, OUTDOORS, AT_HOME, COMMUTE,
-                WATCH, LISTEN, FOOD, "something anything"]
+                *DAYTIME.values(), *KIND_HINTS.values(), *(p for p, _, _ in PLACE_LIMITS.values()),
+                NEGATION, SCREEN, CHEAP, "something anything"]
     # whole words only: "commut" in "commut\\w*" is a stem, not a spelling to correct toward
-    return sorted({w for p in patterns for w in re.findall(r"(?<![\\\w])[a-z]{5,}(?![\w\\(?*])", p)})
+    whole = r"(?<![\\\w])[a-z]{5,}(?![\w\\(?*])"
+    return sorted({w for p in patterns for w in re.findall(whole, p)})
 
 
 def _split_negation(text: str) -> tuple[str, list[str]]:
