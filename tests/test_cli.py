@@ -78,11 +78,12 @@ def test_bench_recommend_reports_what_was_asked(encoder):
     assert (result["encoder"], result["device"]) == (encoder.name, encoder.device)
     assert list(result["results"]) == ["300", "500"]
     for size in result["results"].values():
-        assert set(size) == {"new_intent", "new_intent_and_history"}
+        assert set(size) == {"new_intent", "new_intent_reader_off", "new_intent_and_history"}
         for timings in size.values():
             assert 0 < timings["p50_ms"] <= timings["p95_ms"]
     assert result["results"]["300"]["new_intent"] != result["results"]["300"][
         "new_intent_and_history"]  # two cases, timed apart
+    assert 0 < result["intent_reader"]["p50_ms"] <= result["intent_reader"]["p95_ms"]
     encode = result["encode"]
     assert encode["texts"] == 2000
     ours, plain = encode["ctxrec_texts_per_s"], encode["sentence_transformers_texts_per_s"]
