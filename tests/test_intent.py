@@ -61,6 +61,13 @@ def test_limits_are_read(reader, text, expected):
     assert expected in labels(reader.read(text))
 
 
+def test_the_longest_phrase_names_the_kind_and_hints_are_activities(reader):
+    assert labels(reader.read("late drinks and live music")) == ["kind: event"]
+    assert labels(reader.read("teach me something about food")) == []  # a topic, not a meal
+    assert labels(reader.read("I want to learn something over lunch")) == ["midday"]
+    assert "kind: cafe or recipe or restaurant" in labels(reader.read("a quick lunch"))
+
+
 def test_free_time_and_gluten_free_are_not_a_price(reader):
     assert labels(reader.read("a free afternoon and a gluten-free cake")) == []
     rain = reader.read("comfort food, it's pouring outside")

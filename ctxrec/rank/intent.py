@@ -288,12 +288,28 @@ class IntentReader:
                                       (tag,)))
         return out
 
+    def _kinds(self, text: str) -> list[str]:
+        """The kinds named in ``text``, longest phrase first, so "live music" names an event
+        and not also music."""
+        matches = sorted(((m.start(), m.end(), kind) for kind, pattern in self._kind_words.items()
+                          for m in pattern.finditer(text)), key=lambda s: s[0] - s[1])
+        taken: list[tuple[int, int]] = []
+        kinds = []
+        for start, end, kind in matches:
+            # a phrase may name several kinds ("something to read": books and longreads)
+            if all(end <= a or start >= b or (start, end) == (a, b) for a, b in taken):
+                taken.append((start, end))
+                kinds.append(kind)
+        return list(dict.fromkeys(kinds))
+
     def _positive(self, text: str) -> list[Constraint]:
         out = []
-        kinds = [k for k, pattern in self._kind_words.items() if pattern.search(text)]
+        kinds = self._kinds(text)
+        # a hint names an activity, not a topic or a time: "about food", "over lunch"
+        hinted = re.sub(r"\babout \w+|\b(?:over|at|during|on my) lunch(?: break)?\b", " ", text)
         if not kinds:
             for group, pattern in KIND_HINTS.items():
-                if re.search(rf"\b(?:{pattern})\b", text):
+                if re.search(rf"\b(?:{pattern})\b", hinted):
                     kinds = [k for k in group if k in self.kinds]
                     break
         if kinds:
