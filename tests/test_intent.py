@@ -179,3 +179,27 @@ def test_recommend_page_shows_chips_and_a_dropped_chip_reranks():
     cards = [m.value for m in at.markdown if m.value.startswith("**")]
     assert any("podcast" not in c for c in cards)  # other kinds under 30 minutes come in
     assert not any("Breaks:" in m.value for m in at.markdown)
+
+
+def test_the_evaluate_page_loads_intent_results_and_refuses_other_shapes(tmp_path, monkeypatch,
+                                                                          recommender, catalog):
+    from streamlit.testing.v1 import AppTest
+
+    from ctxrec.experiments.results import save_results
+
+    monkeypatch.setenv("CTXREC_HOME", str(tmp_path / "home"))
+    results = tmp_path / "home" / "results"
+    intents = save_results(evaluate_intents(recommender, load_judged_intents(catalog=catalog)[:4]),
+                           results)
+    odd = results / "odd.json"
+    odd.write_text(json.dumps({"k": 10, "results": "not a list"}))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300).run()
+    at.switch_page("app_pages/evaluate.py").run()
+    at.selectbox(key="ev_file").set_value(intents).run()
+    at.button(key="ev_load").click().run()
+    assert not at.exception
+    assert any(h.value.startswith("Judged intents · 4 intents") for h in at.subheader)
+    at.selectbox(key="ev_file").set_value(odd).run()
+    at.button(key="ev_load").click().run()
+    assert not at.exception
+    assert any("not a ctxrec results file" in e.value for e in at.error)
