@@ -6,7 +6,6 @@ from pathlib import Path
 
 import streamlit as st
 
-from ctxrec import builtin_catalog
 from ctxrec.data.context_log import ColumnMap, read_context_log
 from ctxrec.data.home import data_home
 from ctxrec.data.judged_intents import load_judged_intents
@@ -109,7 +108,7 @@ with intents_tab:
     st.caption("The project's judged requests (assets/intents.jsonl: intents with their context "
                "and graded items of the built-in catalog), ranked with the intent reader and "
                "without it.")
-    builtin = state.catalog().name == builtin_catalog().name
+    builtin = state.catalog().name == state.cached_builtin_catalog().name
     if not builtin:
         st.info("The judged intents grade items of the built-in catalog: switch to it in the "
                 "sidebar to run them.")
