@@ -32,7 +32,8 @@ from .data.download import BASE_URL, DATASETS
 from .evaluation.context_split import CONTEXT_PROTOCOLS
 from .evaluation.split import SPLITS, TIME_ORDERS
 from .experiments.movielens import MASKINGS, MODELS
-from .sequence.config import ITEM_REPRS, MEMORY_MODES, SequenceConfig, TrainConfig
+from .sequence.config import (CONTEXT_ENTRIES, ITEM_REPRS, LOG_CONTEXT_ENTRY, LOG_SPLITS,
+                              MEMORY_MODES, SequenceConfig, TrainConfig)
 from .text.embed_cache import item_embeddings
 from .text.encoders import DEFAULT_ENCODER, ModelLoadError, TextEncoder, load_encoder
 
@@ -186,8 +187,8 @@ def _add_evaluate_context(sub: _Sub) -> None:
     cx.add_argument("--catalog", help=_CATALOG_HELP)
     cx.add_argument("--map", nargs="+", default=[], metavar="FIELD=COLUMN",
                     help="e.g. user=uid item=item_id daytime=Daytime weekend=DayType "
-                         "place=Location (fields: user item timestamp daytime weekday weekend "
-                         "place city companions)")
+                         "place=Location (fields: user item timestamp count daytime weekday "
+                         "weekend place city companions device)")
     cx.add_argument("--context", nargs="+", default=[], metavar="NAME=COLUMN",
                     help="other categorical context columns, e.g. weather=Weather")
     cx.add_argument("--protocol", choices=CONTEXT_PROTOCOLS, default="repeat",
@@ -197,6 +198,9 @@ def _add_evaluate_context(sub: _Sub) -> None:
                     help="picks the held-out event in logs without timestamps")
     cx.add_argument("-k", type=int, default=10)
     cx.add_argument("--model", default=None)
+    cx.add_argument("--checkpoint", default=None, metavar="DIR",
+                    help="also rank with a context model trained by train --log (with its "
+                         "context, and with every field unknown)")
     cx.add_argument("--out", help=_RESULTS_HELP)
 
 
@@ -207,8 +211,13 @@ def _run_evaluate_context(args: argparse.Namespace) -> int:
 
     catalog, encoder, vectors = _catalog_and_vectors(args.catalog, args.model)
     events = read_context_log(args.events, ColumnMap.from_pairs(args.map, args.context), catalog)
+    model = None
+    if args.checkpoint:
+        from .sequence.train import load_checkpoint
+
+        model = load_checkpoint(args.checkpoint)
     run = evaluate_context(Recommender(catalog, encoder, vectors), events, args.protocol,
-                           k=args.k, seed=args.seed, progress=_print_stage)
+                           k=args.k, seed=args.seed, progress=_print_stage, model=model)
     _write_results(run, args.out)
     return 0
 
@@ -261,10 +270,20 @@ def _add_train(sub: _Sub) -> None:
     tr = sub.add_parser("train", help="train the self-attentive sequence model; JSON results")
     source = tr.add_mutually_exclusive_group(required=True)
     source.add_argument("--data", help="MovieLens folder (ml-latest-small, ml-1m, ml-25m)")
-    source.add_argument("--log", help="interaction log CSV (with --catalog and --map)")
+    source.add_argument("--log", help="events CSV or TSV (with --catalog and --map); trains the "
+                                      "context model unless --context-entry none")
     tr.add_argument("--catalog", help="catalog CSV for --log")
     tr.add_argument("--map", nargs="+", default=[], metavar="FIELD=COLUMN",
-                    help="log columns, e.g. user=uid item=movie timestamp=ts rating=stars")
+                    help="log columns, e.g. user=uid item=app timestamp=ts count=n place=Where "
+                         "(context model fields: user item timestamp count daytime weekday "
+                         "weekend place city companions device; plain model: user item "
+                         "timestamp rating count)")
+    tr.add_argument("--context", nargs="+", default=[], metavar="NAME=COLUMN",
+                    help="other categorical context columns of --log, e.g. weather=Weather")
+    tr.add_argument("--split", choices=LOG_SPLITS, default="leave-last-out",
+                    help="--log with the context model: hold out each user's last events by time, "
+                         "or random ones (drawn with --seed; logs without timestamps). The "
+                         "events evaluate-context holds out under either protocol are left out")
     tr.add_argument("--time-order", choices=TIME_ORDERS, default="exact", help=TIME_ORDER_HELP)
     _add_model_flags(tr)
     _add_training_flags(tr)
@@ -285,7 +304,10 @@ def _add_model_flags(tr: argparse.ArgumentParser) -> None:
     tr.add_argument("--layers", type=int, default=_default(SequenceConfig, "layers"))
     tr.add_argument("--heads", type=int, default=_default(SequenceConfig, "heads"))
     tr.add_argument("--dropout", type=float, default=_default(SequenceConfig, "dropout"))
-
+    tr.add_argument("--context-entry", choices=CONTEXT_ENTRIES, default=None,
+                    help="how the predicted event's context enters the model: attended tokens, "
+                         f"a gate, or none (default: {LOG_CONTEXT_ENTRY} for --log, none for "
+                         "--data, where the context is each rating's time)")
 
 def _add_training_flags(tr: argparse.ArgumentParser) -> None:
     """How to train: one flag per TrainConfig field, defaults from the dataclass."""
@@ -309,26 +331,39 @@ def _add_training_flags(tr: argparse.ArgumentParser) -> None:
                     help="cpu or cuda (default: best available)")
     tr.add_argument("--time-budget", type=float, default=_default(TrainConfig, "time_budget_s"),
                     help="seconds")
+    tr.add_argument("--context-dropout", type=float,
+                    default=_default(TrainConfig, "context_dropout"),
+                    help="context models: the chance each field is hidden in training")
 
 
 def _run_train(args: argparse.Namespace) -> int:
+    from .data.context_log import ColumnMap
     from .data.interaction_log import mapping_from_pairs
     from .sequence.job import models_home
     from .sequence.run import TrainingRun, train_and_report
 
+    entry = args.context_entry or (LOG_CONTEXT_ENTRY if args.log else "none")
+    if entry != "none" and args.cold_start:
+        raise ValueError("--cold-start is for the plain model (--context-entry none)")
+    if args.context and not (args.log and entry != "none"):
+        raise ValueError("--context is for --log with the context model")
+    with_context = bool(args.log) and entry != "none"
     run = TrainingRun(
         data=args.data, log=args.log, catalog=args.catalog,
-        mapping=mapping_from_pairs(args.map) if args.map else {},
+        mapping=mapping_from_pairs(args.map) if args.map and not with_context else {},
+        columns=ColumnMap.from_pairs(args.map, args.context) if with_context else None,
+        split=args.split,
         encoder=args.model, cold_start=args.cold_start, time_order=args.time_order,
         model=SequenceConfig(n_items=1, max_len=args.max_len, hidden=args.hidden,
                              layers=args.layers, heads=args.heads, dropout=args.dropout,
-                             item_repr=args.item_repr, memory=args.memory),
+                             item_repr=args.item_repr, memory=args.memory, context=entry),
         train=TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                           loss=args.loss, n_negatives=args.negatives, patience=args.patience,
                           stride=args.stride, shuffle_windows=not args.fixed_windows,
                           average=args.average, seed=args.seed, device=args.device,
-                          time_budget_s=args.time_budget))
-    name = Path(args.data or args.log).stem + f"-{args.item_repr}-{args.memory}"
+                          time_budget_s=args.time_budget, context_dropout=args.context_dropout))
+    name = Path(args.data or args.log).stem + f"-{args.item_repr}-" + \
+        (args.memory if entry == "none" else f"context-{entry}")
     out = Path(args.out) if args.out else models_home() / name
     report = train_and_report(run, out, on_batch=_print_batch, on_epoch=_print_epoch,
                               on_stage=lambda text: print(text, file=sys.stderr))

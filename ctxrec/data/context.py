@@ -8,7 +8,7 @@ from typing import Literal
 
 from .catalog import COMPANIONS, PLACES
 
-__all__ = ["DEVICE_CHOICES", "Context", "HistoryEntry", "context_from_params", "context_to_params", "utc_time",
+__all__ = ["DEVICE_CHOICES", "Context", "HistoryEntry", "context_from_params", "context_to_params", "utc_seconds", "utc_time",
            "daypart", "season"]
 
 DEVICE_CHOICES = ("phone", "tablet", "laptop", "tv", "speaker", "none")
@@ -210,6 +210,12 @@ def context_from_params(params: dict[str, str]) -> tuple[Context, list[str]]:
     history += [HistoryEntry(i, -1) for i in params.get("disliked", "").split(",") if i]
     fields["history"] = tuple(history)
     return Context(**fields), problems
+
+
+def utc_seconds(when: datetime) -> float:
+    """The inverse of :func:`utc_time`: a wall-clock time → seconds since 1970, read as UTC
+    whatever zone ``when`` carries, so a time's fields (hour, weekday) come back unchanged."""
+    return when.replace(tzinfo=timezone.utc).timestamp()
 
 
 def utc_time(timestamp: float) -> datetime:

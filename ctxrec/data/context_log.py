@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from .catalog import COMPANIONS, Catalog
-from .context import Context, utc_time
+from .context import DEVICE_CHOICES, Context, utc_seconds, utc_time
 
 __all__ = ["ColumnMap", "ContextEvents", "read_context_log"]
 
@@ -35,7 +35,7 @@ _PLACES = {"home": "home", "work": "work", "office": "work", "school": "work",
 _COMPANIONS = {"solo": "alone", "couple": "partner", "couples": "partner", "business": "colleagues",
                "children": "kids", "child": "kids", "friend": "friends", **{c: c for c in COMPANIONS}}
 _MISSING = {"", "na", "n/a", "nan", "null", "none", "unknown", "?"}  # how logs write "not given"
-_CONTEXT_FIELDS = ("daytime", "weekday", "weekend", "place", "city", "companions")
+_CONTEXT_FIELDS = ("daytime", "weekday", "weekend", "place", "city", "companions", "device")
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,8 @@ class ColumnMap:
     place: str | None = None  # home / work / …
     city: str | None = None
     companions: str | None = None  # alone / partner / friends / family / kids / colleagues
+    device: str | None = None  # phone / tablet / laptop / tv …
+    count: str | None = None  # how often the item was used in the event (default 1)
     extra: tuple[tuple[str, str], ...] = ()
 
     @classmethod
@@ -92,6 +94,9 @@ class ContextEvents:
     Attributes:
         timestamps: seconds since 1970 (UTC) per event, or None when the log has no time.
         keys: each event's context as one string ("field=value|…"; unknown values are empty).
+        clock: each event's wall-clock time as seconds since 1970 read as UTC (differs from
+            ``timestamps`` only for ISO times with a zone), or None when the log has no time.
+        counts: how often the item was used in each event (1 when the log has no count).
     """
 
     users: list[str]
@@ -101,6 +106,14 @@ class ContextEvents:
     timestamps: np.ndarray | None
     unknown_values: dict[str, int] = field(default_factory=dict)
     source: str = ""
+    clock: np.ndarray | None = None
+    counts: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.clock is None and self.timestamps is not None:
+            self.clock = self.timestamps
+        if self.counts is None:
+            self.counts = np.ones(len(self.items))
 
 
 def read_context_log(events: str | Path | IO, mapping: ColumnMap, catalog: Catalog,
@@ -132,12 +145,20 @@ def read_context_log(events: str | Path | IO, mapping: ColumnMap, catalog: Catal
         unknown["item not in the catalog"] = int((~known).sum())
     timed = mapping.timestamp is not None
     keep = np.flatnonzero(known & np.array([not timed or p[2] is not None for p in parsed]))
+    counts = None
+    if mapping.count is not None:
+        counts = pd.to_numeric(table[mapping.count].iloc[keep], errors="coerce").to_numpy(float)
+        bad = ~np.isfinite(counts) | (counts <= 0)
+        if bad.any():
+            unknown["count (read as 1)"] = int(bad.sum())
+            counts[bad] = 1.0
     return ContextEvents(
         users=[str(table[mapping.user].iloc[i]) for i in keep],
         items=[str(table[mapping.item].iloc[i]) for i in keep],
         contexts=[parsed[i][0] for i in keep], keys=[parsed[i][1] for i in keep],
         timestamps=np.array([parsed[i][2] for i in keep], dtype=np.float64) if timed else None,
-        unknown_values=unknown, source=source)
+        unknown_values=unknown, source=source, counts=counts,
+        clock=np.array([utc_seconds(parsed[i][0].when) for i in keep]) if timed else None)
 
 
 def _value(row: dict, column: str | None) -> str:
@@ -187,8 +208,10 @@ def _event(row: dict, m: ColumnMap, unknown: dict[str, int]) -> tuple[Context, s
             key[name] = _value(row, getattr(m, name))
     for name, column in m.extra:
         key[name] = _value(row, column)
+    device = _value(row, m.device)
     context = Context(when=when, place=_PLACES.get(place_text, "home"),
-                      city=_value(row, m.city).title(), companions=companions)
+                      city=_value(row, m.city).title(), companions=companions,
+                      device=device if device in DEVICE_CHOICES else "phone")
     return context, "|".join(f"{k}={v}" for k, v in key.items()), seconds
 
 

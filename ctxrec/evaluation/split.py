@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ..data.catalog import Catalog
-from ..data.context import Context
+from ..data.context import Context, utc_seconds
 from ..rank.query import Query
 
 __all__ = ["HeldOut", "SPLITS", "Split", "TIME_ORDERS", "TimeOrder", "leave_last_out",
@@ -48,6 +48,8 @@ class Split:
         train_counts: (N,) training interactions per item.
         name: how the split was made.
         history_keys: user → the context key of each training event (logs with context).
+        history_times: user → each training event's wall-clock time (logs with time).
+        history_counts: user → how often each training event used its item (logs with counts).
     """
 
     histories: dict[str, np.ndarray]
@@ -57,6 +59,8 @@ class Split:
     train_counts: np.ndarray
     name: str
     history_keys: dict[str, np.ndarray] = field(default_factory=dict)
+    history_times: dict[str, np.ndarray] = field(default_factory=dict)
+    history_counts: dict[str, np.ndarray] = field(default_factory=dict)
 
     def held_out(self, target: str) -> dict[str, HeldOut]:
         if target not in ("valid", "test"):
@@ -69,12 +73,20 @@ class Split:
         event = self.held_out(target)[user]
         items, ratings = self.histories[user], self.ratings[user]
         keys = self.history_keys.get(user, np.full(len(items), "", dtype=object))
+        times, counts = self.history_times.get(user), self.history_counts.get(user)
         earlier = self.valid.get(user) if target == "test" else None
         if earlier is not None:
             items = np.append(items, earlier.item)
             ratings = np.append(ratings, earlier.rating)
             keys = np.append(keys, earlier.key)
-        return Query(user, items, ratings, keys, event.timestamp, event.context, event.key)
+            if times is not None:
+                clock = earlier.timestamp if earlier.context is None or \
+                    earlier.timestamp is None else utc_seconds(earlier.context.when)
+                times = np.append(times, np.nan if clock is None else clock)
+            if counts is not None:
+                counts = np.append(counts, 1.0)
+        return Query(user, items, ratings, keys, event.timestamp, event.context, event.key,
+                     times, counts)
 
     def queries(self, target: str, users: Sequence[str] | None = None) -> list[Query]:
         users = list(self.held_out(target)) if users is None else users
@@ -150,7 +162,7 @@ def _split(interactions: pd.DataFrame, catalog: Catalog, name: str,
     if "rating" not in log:
         log = log.assign(rating=np.nan)
     log = log.sort_values(["user", "clock", "order"], kind="stable")
-    histories, ratings, valid, test = {}, {}, {}, {}
+    histories, ratings, valid, test, times_of = {}, {}, {}, {}, {}
     counts = np.zeros(len(catalog))
     for user, group in log.groupby("user", sort=False):
         if len(group) < 3:
@@ -163,7 +175,8 @@ def _split(interactions: pd.DataFrame, catalog: Catalog, name: str,
         times = group["timestamp"].to_numpy()
         rated = group["rating"].to_numpy(dtype=np.float64)
         histories[user], ratings[user] = items[keep], rated[keep]
+        times_of[user] = times[keep].astype(np.float64)
         valid[user] = HeldOut(int(items[valid_at]), float(times[valid_at]), rated[valid_at])
         test[user] = HeldOut(int(items[test_at]), float(times[test_at]), rated[test_at])
         np.add.at(counts, items[keep], 1)
-    return Split(histories, ratings, valid, test, counts, name)
+    return Split(histories, ratings, valid, test, counts, name, history_times=times_of)

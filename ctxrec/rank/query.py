@@ -13,7 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ..data.context import Context, HistoryEntry, utc_time
+from ..data.context import Context, HistoryEntry, utc_seconds, utc_time
 
 __all__ = ["Query", "Ranker", "query_context"]
 
@@ -27,6 +27,9 @@ class Query:
 
     Attributes:
         keys: the context key of each history event ("" when the log has none).
+        times: each history event's wall-clock time (seconds since 1970 read as UTC; NaN where
+            unknown), or None when the log has no time.
+        counts: how often each history event used its item, or None (once each).
     """
 
     user: str
@@ -36,6 +39,15 @@ class Query:
     timestamp: float | None
     context: Context | None
     key: str
+    times: np.ndarray | None = None
+    counts: np.ndarray | None = None
+
+    @property
+    def clock(self) -> float | None:
+        """The held-out event's wall-clock time, seconds since 1970 read as UTC."""
+        if self.context is not None and self.timestamp is not None:
+            return utc_seconds(self.context.when)
+        return self.timestamp
 
 
 class Ranker(Protocol):

@@ -10,10 +10,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Literal
 
-__all__ = ["ITEM_REPRS", "MEMORY_MODES", "PRESETS", "SequenceConfig", "TrainConfig"]
+__all__ = ["CONTEXT_ENTRIES", "ITEM_REPRS", "LOG_CONTEXT_ENTRY", "LOG_SPLITS", "MEMORY_MODES", "PRESETS", "SequenceConfig", "TrainConfig"]
 
 ITEM_REPRS = ("id", "text", "hybrid")
 MEMORY_MODES = ("truncate", "xl", "hierarchical")
+CONTEXT_ENTRIES = ("none", "tokens", "gate")
+LOG_CONTEXT_ENTRY = "gate"  # what train --log uses unless told: the better of the two measured
+LOG_SPLITS = ("leave-last-out", "random-event")
 
 
 @dataclass(frozen=True)
@@ -33,12 +36,18 @@ class SequenceConfig:
     memory: Literal["truncate", "xl", "hierarchical"] = "truncate"
     n_summaries: int = 16  # hierarchical: how many earlier segments are summarised
     repeat_offset: bool = True  # learn one score offset for items already in the history
+    # how the predicted event's context enters (see context_model): "none" is the plain model
+    context: Literal["none", "tokens", "gate"] = "none"
+    context_sizes: tuple[int, ...] = ()  # codes per context field, "unknown" included
 
     def __post_init__(self) -> None:
         if self.item_repr not in ITEM_REPRS:
             raise ValueError(f"item_repr must be one of {ITEM_REPRS}, not '{self.item_repr}'")
         if self.memory not in MEMORY_MODES:
             raise ValueError(f"memory must be one of {MEMORY_MODES}, not '{self.memory}'")
+        if self.context not in CONTEXT_ENTRIES:
+            raise ValueError(f"context must be one of {CONTEXT_ENTRIES}, not '{self.context}'")
+        object.__setattr__(self, "context_sizes", tuple(int(s) for s in self.context_sizes))
         if self.hidden % self.heads:
             raise ValueError(f"hidden ({self.hidden}) must be divisible by heads ({self.heads})")
 
@@ -73,6 +82,8 @@ class TrainConfig:
     device: str | None = None
     time_budget_s: float | None = None
     eval_users: int | None = None
+    context_dropout: float = 0.2  # context models: each field is unknown with this chance, and
+    # a whole event's context with half of it
 
 
 # The Train page's choices: the defaults, and a smaller model for a short time limit on a CPU.

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..data.catalog import Catalog
+from ..data.context_log import ColumnMap
 from ..evaluation.baselines import ItemKNN, Popularity, TextSimilarity
 from ..evaluation.protocol import FULL_BOTH_WAYS, Protocol, evaluate, evaluate_protocols
 from ..evaluation.split import Split, TimeOrder, leave_last_out
@@ -37,6 +38,10 @@ class TrainingRun:
         encoder: text model for the text and hybrid item representations (default: packaged).
         time_order: ``float32`` splits as RecBole does (see ``leave_last_out``); the checkpoint
             records it, so evaluation uses the same split.
+        columns: the column map of a log whose events carry context (context models; ``mapping``
+            is for the plain model).
+        split: how a context model's log is split: ``leave-last-out`` or ``random-event``,
+            drawn with ``train.seed``.
     """
 
     model: SequenceConfig
@@ -49,6 +54,8 @@ class TrainingRun:
     encoder: str | None = None
     baselines: bool = True
     time_order: TimeOrder = "exact"
+    columns: ColumnMap | None = None
+    split: str = "leave-last-out"
 
 
 def load_training_data(run: TrainingRun) -> tuple[Catalog, pd.DataFrame, list[str]]:
@@ -72,7 +79,13 @@ def train_and_report(run: TrainingRun, out: str | Path,
                      on_stage: Callable[[str], None] | None = None,
                      should_stop: Callable[[], bool] | None = None) -> dict:
     """Load, split (leave-last-out by time), train, save the checkpoint to ``out`` and return the
-    report, with the baselines measured on the same split when ``run.baselines``."""
+    report, with the baselines measured on the same split when ``run.baselines``. A context model
+    (``run.model.context`` tokens or gate) is trained by
+    :func:`~ctxrec.sequence.context_run.train_context_and_report`."""
+    if run.model.context != "none":
+        from .context_run import train_context_and_report
+
+        return train_context_and_report(run, out, on_batch, on_epoch, on_stage, should_stop)
     say = on_stage or (lambda text: None)
     catalog, interactions, problems = load_training_data(run)
     for problem in problems:

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from ..data.catalog import Catalog
+from ..data.context_fields import ContextSchema
 from ..evaluation.protocol import evaluate
 from ..evaluation.split import Split
 from ..rank.query import Query
@@ -35,8 +36,8 @@ from .config import SequenceConfig, TrainConfig
 from .model import SASRec
 from .windows import TrainingWindows, prediction_input, training_windows
 
-__all__ = ["EpochLog", "SequenceEnsemble", "SequenceRanker", "TrainedModel", "load_checkpoint",
-           "train_sequence_model"]
+__all__ = ["EpochLog", "SequenceEnsemble", "SequenceRanker", "TrainedModel", "fit",
+           "load_checkpoint", "train_sequence_model"]
 
 
 @dataclass
@@ -61,6 +62,7 @@ class TrainedModel:
     best_epoch: int = 0
     encoder: str | None = None  # the text model of the frozen vectors (text and hybrid)
     extra: dict = field(default_factory=dict)  # e.g. test results
+    schema: ContextSchema | None = None  # the context fields of a context model
 
     @property
     def config(self) -> SequenceConfig:
@@ -114,6 +116,8 @@ class TrainedModel:
                 "train": asdict(self.train), "item_ids": self.item_ids,
                 "history": [asdict(e) for e in self.history], "best_epoch": self.best_epoch,
                 "encoder": self.encoder, "extra": self.extra}
+        if self.schema is not None:
+            meta["context_schema"] = self.schema.to_dict()
         (tmp / "config.json").write_text(json.dumps(meta, indent=1))
         if folder.exists():
             shutil.rmtree(folder)
@@ -133,9 +137,19 @@ def load_checkpoint(folder: str | Path, device: str | None = None) -> TrainedMod
         meta = json.loads(config_path.read_text())
         config = SequenceConfig(**meta["model"])
         state = load_file(weights_path)
+        schema = ContextSchema.from_dict(meta["context_schema"]) \
+            if config.context != "none" else None
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise ValueError(f"{folder}: damaged checkpoint ({err})") from err
-    model = SASRec(config)
+    if schema is not None and schema.sizes != config.context_sizes:
+        raise ValueError(f"{folder}: damaged checkpoint (its context schema does not match "
+                         "the model's context inputs)")
+    if config.context == "none":
+        model = SASRec(config)
+    else:
+        from .context_model import ContextSASRec
+
+        model = ContextSASRec(config)
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
@@ -147,7 +161,7 @@ def load_checkpoint(folder: str | Path, device: str | None = None) -> TrainedMod
                         train=_train_settings(meta.get("train", {})),
                         history=[EpochLog(**e) for e in meta.get("history", [])],
                         best_epoch=meta.get("best_epoch", 0), encoder=meta.get("encoder"),
-                        extra=meta.get("extra", {}))
+                        extra=meta.get("extra", {}), schema=schema)
 
 
 def _train_settings(saved: dict) -> TrainConfig:
@@ -222,9 +236,27 @@ def train_sequence_model(split: Split, catalog: Catalog, config: SequenceConfig,
     model = SASRec(config, vectors, known).to(pick_device(train.device))
     trained = TrainedModel(model, list(map(str, catalog.ids)), train, encoder=encoder)
     histories = list(split.histories.values())
-    windows = training_windows(histories, config.max_len, config.n_summaries, train.stride)
-    if windows.n_targets == 0:
+    first = training_windows(histories, config.max_len, config.n_summaries, train.stride)
+    if first.n_targets == 0:
         raise ValueError("nothing to train on: every history has fewer than two items")
+
+    def windows(epoch: int) -> TrainingWindows:
+        if epoch == 1 or not train.shuffle_windows:
+            return first
+        return training_windows(histories, config.max_len, config.n_summaries, train.stride, rng)
+    return fit(trained, split, windows,
+               lambda m, b, t: _loss(m, b, t, train, config.n_items), SequenceRanker(trained),
+               on_batch, on_epoch, should_stop, rng)
+
+
+def fit(trained: TrainedModel, split: Split, windows: Callable[[int], TrainingWindows],
+        loss: Callable, ranker, on_batch: EpochProgress | None,
+        on_epoch: Callable[[EpochLog], None] | None, should_stop: Callable[[], bool] | None,
+        rng: np.random.Generator) -> TrainedModel:
+    """The training loop every sequence model shares: an epoch over ``windows(epoch)``, then
+    validation NDCG@10 of ``ranker`` on ``split.valid`` (with the weight average when it is on);
+    keeps the best epoch and stops on patience, the time budget or ``should_stop()``."""
+    model, train = trained.model, trained.train
     users = sorted(split.valid, key=str)[: train.eval_users] if train.eval_users else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=train.lr,
                                   weight_decay=train.weight_decay)
@@ -232,15 +264,13 @@ def train_sequence_model(split: Split, catalog: Catalog, config: SequenceConfig,
     best, best_state, waited = -1.0, None, 0
     started = time.perf_counter()
     for epoch in range(1, train.epochs + 1):
-        if train.shuffle_windows and epoch > 1:
-            windows = training_windows(histories, config.max_len, config.n_summaries,
-                                       train.stride, rng)
-        loss, epoch_s = _train_epoch(model, windows, optimizer, train, rng, averaged, (
+        epoch_loss, epoch_s = _train_epoch(model, windows(epoch), optimizer, train, rng,
+                                           averaged, loss, (
             lambda i, n, running, e=epoch: on_batch(e, i, n, running)) if on_batch else None)
         with _weights(model, averaged):
-            result = evaluate(SequenceRanker(trained), split, k=10, target="valid", users=users)
+            result = evaluate(ranker, split, k=10, target="valid", users=users)
             means = result.per_user[["ndcg", "hr"]].mean()
-            log = EpochLog(epoch, loss, float(means["ndcg"]), float(means["hr"]),
+            log = EpochLog(epoch, epoch_loss, float(means["ndcg"]), float(means["hr"]),
                            time.perf_counter() - started, epoch_s)
             trained.history.append(log)
             if on_epoch:
@@ -260,7 +290,7 @@ def train_sequence_model(split: Split, catalog: Catalog, config: SequenceConfig,
 
 def _train_epoch(model: SASRec, windows: TrainingWindows, optimizer: torch.optim.Optimizer,
                  train: TrainConfig, rng: np.random.Generator,
-                 averaged: list[torch.Tensor] | None,
+                 averaged: list[torch.Tensor] | None, loss_of: Callable,
                  on_batch: Callable[[int, int, float], None] | None) -> tuple[float, float]:
     """One pass over the windows, updating the moving average after each step; the mean loss
     and the seconds it took."""
@@ -274,7 +304,7 @@ def _train_epoch(model: SASRec, windows: TrainingWindows, optimizer: torch.optim
     for i, (batch, targets) in enumerate(windows.batches(train.batch_size, rng)):
         batch, targets = batch.to(device), targets.to(device)
         with autocast:
-            loss = _loss(model, batch, targets, train, model.config.n_items)
+            loss = loss_of(model, batch, targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
