@@ -77,7 +77,8 @@ def test_event_fields_read_the_time_in_utc_and_a_column_wins_over_it():
     assert fields["weekday"] == "holiday"  # a mapped column beats the time field
     assert fields["season"] == "autumn" and fields["place"] == "home" and "day" not in fields
     assert event_fields("place=home", None) == {"place": "home"}
-    edited = context_fields(Context(place="work", companions=("friends",)), {"weather": "rain"})
+    edited = context_fields(Context(place="work", companions=("friends",),
+                                    extra=(("weather", "rain"),)))
     assert edited["place"] == "work" and edited["companions"] == "friends"
     assert edited["weather"] == "rain" and edited["hour"].isdigit()
 
@@ -248,3 +249,50 @@ def test_train_on_movielens_with_time_as_context(tiny_movielens, tmp_path):
     assert {r["protocol"] for r in rows} == {"full ranking (history not masked)",
                                              "full ranking (history masked)"}
     assert {r["users"] for r in rows} == {40}
+
+
+def test_the_recommender_shows_the_learned_context_effect(trained, encoder):
+    """Attached to the recommender, the model's score splits into the sequence bar (context
+    unknown) and the context bar (the learned effect); rain brings the rain items up."""
+    from ctxrec import Recommender, item_embeddings
+    from ctxrec.data.context import HistoryEntry
+
+    catalog = _catalog()
+    recommender = Recommender(catalog, encoder, item_embeddings(encoder, catalog))
+    recommender.attach_sequence_model(trained)
+    history = tuple(HistoryEntry(f"a{j}", 0) for j in (3, 14, 25, 36, 7))
+    ranked = {}
+    for weather in ("rain", "snow"):
+        context = Context(history=history, extra=(("weather", weather), ("place", "home")))
+        ranking = recommender.recommend(context, k=10)
+        table = ranking.table
+        assert ranking.weights["context"] == ranking.weights["sequence"] > 0
+        with_context, unknown = recommender.learned_scores(
+            tuple(catalog.position(h.item_id) for h in history), context)
+        positions = [catalog.position(i) for i in table["item_id"]]
+        assert np.allclose(table["raw_context"], (with_context - unknown)[positions], atol=1e-5)
+        parts = table[["intent", "history", "sequence", "context", "mood", "popularity",
+                       "constraints"]].sum(axis=1)
+        assert np.allclose(parts, table["score"], atol=1e-4)
+        ranked[weather] = [int(i[1:]) // 10 for i in table["item_id"]]
+    assert ranked["rain"].count(0) >= 6 and ranked["snow"].count(2) >= 6
+
+
+def test_field_effects_and_what_the_prediction_attends_to(planted):
+    from ctxrec.sequence.context_train import field_effects, prediction_attention
+
+    _, catalog, events = planted
+    data = log_data(events, catalog, "leave-last-out", seed=0)
+    model = train_context_model(data, catalog, SequenceConfig(n_items=len(catalog),
+                                                              context="tokens", **SMALL),
+                                TrainConfig(epochs=6, patience=6, lr=5e-3, batch_size=32,
+                                            average=0.0, seed=0))
+    context = Context(extra=(("weather", "fog"), ("place", "work")))
+    history = [5, 17, 22]
+    effects = field_effects(model, history, context, [30, 31, 32, 1])
+    assert list(effects.columns) == list(model.schema.fields)
+    # fog items fall when the weather is hidden; a sun item does not fall further than they do
+    assert (effects["weather"][:3] > 0).all() and effects["weather"][3] < effects["weather"][0]
+    labels, weights, shown = prediction_attention(model, history, context)
+    assert "weather=fog" in labels and "place=work" in labels and list(shown) == history
+    assert len(weights) == len(labels) + len(history) and abs(weights.sum() - 1) < 1e-4

@@ -82,6 +82,8 @@ class Context:
         device: one of ``DEVICE_CHOICES``.
         companions: subset of ``COMPANIONS``; empty means unspecified.
         intent: what the person wants right now, in their own words.
+        extra: other context fields, as a log names them (``("weather", "rain")``); a model
+            trained on that log reads them, and they override the fields above of the same name.
     """
 
     history: tuple[HistoryEntry, ...] = ()
@@ -93,6 +95,7 @@ class Context:
     device: str = "phone"
     companions: tuple[str, ...] = ()
     intent: str = ""
+    extra: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if self.place not in PLACES:

@@ -49,13 +49,14 @@ def event_fields(key: str, clock: float | None) -> dict[str, str]:
     return {**_time_fields(float(clock)), **columns}
 
 
-def context_fields(context: Context, extra: dict[str, str] | None = None) -> dict[str, str]:
+def context_fields(context: Context) -> dict[str, str]:
     """The fields of a context edited in the app, named as a log's mapped columns name them
-    (place, city, companions, device) plus the time fields and any ``extra`` ones (weather …)."""
+    (place, city, companions, device), the time fields, and its ``extra`` ones (weather …),
+    which win over the others."""
     fields = _time_fields(utc_seconds(context.when))
     fields.update(place=context.place, device=context.device, city=context.city.lower(),
                   companions=",".join(context.companions))
-    return {**fields, **(extra or {})}
+    return {**fields, **dict(context.extra)}
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,7 @@ class Scenario:
             "when": ctx.when.strftime("%Y-%m-%dT%H:%M"), "place": ctx.place, "city": ctx.city,
             "lat": ctx.lat, "lon": ctx.lon, "device": ctx.device,
             "companions": list(ctx.companions), "intent": ctx.intent,
+            **({"extra": dict(ctx.extra)} if ctx.extra else {}),
             "history": [{"item_id": h.item_id, "feedback": h.feedback,
                          **({"rating": h.rating} if h.rating is not None else {})}
                         for h in ctx.history]}}
@@ -126,7 +127,13 @@ def scenario_from_dict(data: object, where: str = "scenario") -> Scenario:
                             f"{MAX_HISTORY}")
     entries = tuple(_history_entry(h, f"{where}.context.history[{i}]")
                     for i, h in enumerate(history))
-    context = Context(history=entries, when=when, place=place,
+    extra = ctx.get("extra", {})
+    if not isinstance(extra, dict) or len(extra) > 50:
+        raise ScenarioError(f"{where}.context.extra: expected an object of at most 50 fields "
+                            "(name → value)")
+    extra = tuple((_text(k, f"{where}.context.extra", limit=60),
+                   _text(v, f"{where}.context.extra.{k}", limit=100)) for k, v in extra.items())
+    context = Context(history=entries, when=when, place=place, extra=extra,
                       city=_text(ctx.get("city", ""), f"{where}.context.city", limit=100),
                       lat=lat, lon=lon, device=device, companions=companions,
                       intent=_text(ctx.get("intent", ""), f"{where}.context.intent",

@@ -17,6 +17,13 @@ Raw component ranges (kept in the ``raw_<component>`` columns):
 * ``popularity``: log(1 + count) / log(1 + max count) in [0, 1].
 * ``sequence``: log P(item is next | the history in order) from an attached sequence model
   (sources 000, 002), in (-inf, 0].
+
+With a sequence model that learned the context from a log (see
+:mod:`ctxrec.sequence.context_model`), the model scores the history twice, with the edited context
+and with every field unknown, both standardised by the first. ``sequence`` is then the score with
+context unknown, and ``context`` the learned effect (with minus without), so the two bars add up to
+the model's score; the hand-written context score, a prior for catalogs without a log, joins it
+only with the weight validation chose for it (``extra["prior_weight"]``, usually 0).
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ import torch
 
 from ..data.catalog import MOODS, Catalog
 from ..data.context import Context
+from ..data.context_fields import context_fields
 from ..text.encoders import TextEncoder
 from .components import (MOOD_PROTOTYPES, StructuredAttributes, history_attention,
                          mood_distribution, mood_match, standardise)
@@ -139,6 +147,7 @@ class Recommender:
         self._situation = lru_cache(maxsize=32)(self._context_component)
         self.sequence_model = None
         self._sequence = lru_cache(maxsize=8)(self._sequence_component)
+        self._learned = lru_cache(maxsize=16)(self._learned_component)
         self.reader = IntentReader(catalog, getattr(encoder.tokenizer, "vocab", ()))
         self._read = lru_cache(maxsize=256)(self.reader.read)
         self._breaks = lru_cache(maxsize=256)(lambda c: c.breaks(catalog))
@@ -151,6 +160,25 @@ class Recommender:
                              "on this catalog's interactions, or switch to its catalog")
         self.sequence_model = trained
         self._sequence.cache_clear()
+        self._learned.cache_clear()
+
+    @property
+    def learned_context(self) -> bool:
+        """Whether the attached sequence model learned the context from a log."""
+        return getattr(self.sequence_model, "schema", None) is not None
+
+    def learned_scores(self, positions: tuple[int, ...], context: Context
+                       ) -> tuple[np.ndarray, np.ndarray]:
+        """(N,) log-probabilities of the attached context model after the history, with the
+        context and with every field unknown."""
+        fields = tuple(sorted(context_fields(context).items()))
+        return self._learned(positions, fields, context)
+
+    def _learned_component(self, positions: tuple[int, ...], fields: tuple, context: Context
+                           ) -> tuple[np.ndarray, np.ndarray]:
+        both = self.sequence_model.learned_scores(positions, context,
+                                                  [(), self.sequence_model.schema.fields])
+        return both[0], both[1]
 
     def sequence_scores(self, positions: tuple[int, ...]) -> np.ndarray:
         """(N,) log-probability of each item coming next after the history ``positions``."""
@@ -269,7 +297,8 @@ class Recommender:
             weights = adaptive_weights(bool(intent), has_history, self.popularity is not None,
                                        self.attributes.available,
                                        self.sequence_model is not None and bool(positions),
-                                       reading is not None and bool(reading.constraints))
+                                       reading is not None and bool(reading.constraints),
+                                       self.learned_context)
         n = len(self.catalog)
         raw: dict[str, np.ndarray] = {}
         attention = np.zeros((n, len(positions)), dtype=np.float32)
@@ -283,9 +312,22 @@ class Recommender:
             raw["history"], attention = self.history_scores(tuple(positions), tuple(signals))
         if weights["popularity"] and self.popularity is not None:
             raw["popularity"] = self.popularity
-        if weights["sequence"] and positions and self.sequence_model is not None:
+        learned = self.learned_context and bool(positions) and weights["sequence"] > 0
+        if weights["sequence"] and positions and self.sequence_model is not None and not learned:
             raw["sequence"] = self.sequence_scores(tuple(positions))
+        prior = None
+        if learned:
+            with_context, unknown = self.learned_scores(tuple(positions), context)
+            prior = raw.pop("context", None)
+            raw["sequence"], raw["context"] = unknown, with_context - unknown
         z = {name: standardise(values) for name, values in raw.items()}
+        if learned:  # both on the scale of the model's score with the context; they sum to it
+            scale = float(with_context.std()) or 1.0
+            z["sequence"] = ((unknown - with_context.mean()) / scale).astype(np.float32)
+            z["context"] = ((with_context - unknown) / scale).astype(np.float32)
+            prior_weight = float(self.sequence_model.extra.get("prior_weight") or 0.0)
+            if prior is not None and prior_weight > 0 and weights["context"] > 0:
+                z["context"] += prior_weight / weights["context"] * standardise(prior)
         total = np.zeros(n, dtype=np.float32)
         for name, values in z.items():
             total += weights[name] * values

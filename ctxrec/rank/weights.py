@@ -46,7 +46,7 @@ class Weights:
 
 def adaptive_weights(has_intent: bool, has_history: bool, has_popularity: bool,
                      has_attributes: bool, has_sequence: bool = False,
-                     has_limits: bool = False) -> Weights:
+                     has_limits: bool = False, learned_context: bool = False) -> Weights:
     """Weights that follow the context (source 004's adaptive filtering).
 
     Args:
@@ -56,6 +56,7 @@ def adaptive_weights(has_intent: bool, has_history: bool, has_popularity: bool,
         has_attributes: the catalog has structured attributes (dayparts, places, …).
         has_sequence: a trained sequence model matches the catalog and the history is not empty.
         has_limits: the intent reader found limits or exclusions in the intent.
+        learned_context: the sequence model learned the context from a log.
     """
     w = dict(DEFAULT_WEIGHTS)
     reasons = []
@@ -78,7 +79,13 @@ def adaptive_weights(has_intent: bool, has_history: bool, has_popularity: bool,
     elif not has_intent:
         w["history"] = 1.0
         reasons.append("Without an intent, the history leads (weight 1.0).")
-    if not has_intent and not has_history:
+    if has_sequence and learned_context:
+        w["context"] = w["sequence"]
+        reasons.append("The sequence model learned the context from its log: the context bar is "
+                       "its learned effect (its score with this context minus with every field "
+                       "unknown), at the sequence weight; the hand-written context score is only "
+                       "a prior for catalogs without a log.")
+    elif not has_intent and not has_history:
         w["context"] = 1.0
         reasons.append("Cold start: nothing personal is known, so time, place, device and "
                        "companions lead (context weight 1.0).")

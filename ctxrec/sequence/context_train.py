@@ -16,11 +16,13 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 
 from ..data.catalog import Catalog
-from ..data.context_fields import ContextSchema, event_fields
+from ..data.context import Context, utc_seconds
+from ..data.context_fields import TIME_FIELDS, ContextSchema, context_fields, event_fields
 from ..data.context_log import ContextEvents
 from ..evaluation.context_split import CONTEXT_PROTOCOLS, held_out_events
 from ..evaluation.split import HeldOut, Split
@@ -30,8 +32,8 @@ from .context_model import ContextInput, ContextSASRec
 from .train import EpochLog, EpochProgress, TrainedModel, fit
 from .windows import training_windows
 
-__all__ = ["ContextRanker", "LogData", "context_input", "log_data",
-           "train_context_model"]
+__all__ = ["ContextRanker", "LogData", "context_input", "edited_query", "field_effects",
+           "learned_scores", "log_data", "prediction_attention", "train_context_model"]
 
 LogSplitKind = Literal["leave-last-out", "random-event"]
 
@@ -314,3 +316,66 @@ class ContextRanker:
         model, device = self.trained._reading()
         batch = context_input(self.trained, queries, self.blind).to(device)
         return model.scores(batch)[:, 1:].float().cpu().numpy()
+
+
+def edited_query(positions: Sequence[int], context: Context) -> Query:
+    """A context edited in the app as a held-out event: the history (catalog positions, whose
+    own contexts are not known) and the context's fields (see
+    :func:`~ctxrec.data.context_fields.context_fields`)."""
+    fields = {k: v for k, v in context_fields(context).items() if k not in TIME_FIELDS or
+              k in dict(context.extra)}
+    items = np.asarray(positions, dtype=np.int64)
+    return Query("", items, np.full(len(items), np.nan), np.full(len(items), "", dtype=object),
+                 utc_seconds(context.when), context, "|".join(f"{k}={v}" for k, v in
+                                                              fields.items()))
+
+
+@torch.inference_mode()
+def learned_scores(trained: TrainedModel, positions: Sequence[int], context: Context,
+                   blinds: Sequence[Collection[str]] = ((),)) -> np.ndarray:
+    """(len(blinds), N) next-item log-probabilities after the history in ``context``, once per
+    set of fields read as unknown."""
+    model, device = trained._reading()
+    query = edited_query(positions, context)
+    batches = [context_input(trained, [query], blind) for blind in blinds]
+    batch = ContextInput(*(torch.cat([getattr(b, f) for b in batches]) for f in
+                           ("items", "codes", "times", "counts", "target_codes",
+                            "target_times"))).to(device)
+    return torch.log_softmax(model.scores(batch)[:, 1:].double(), dim=1).float().cpu().numpy()
+
+
+def field_effects(trained: TrainedModel, positions: Sequence[int], context: Context,
+                  items: Sequence[int], exclude_seen: bool = True) -> pd.DataFrame:
+    """How many places each of ``items`` (catalog positions) falls when one field is read as
+    unknown (negative: it rises), one column per field, among the items the ranking can show."""
+    fields = trained.schema.fields
+    scores = learned_scores(trained, positions, context, [(), *((f,) for f in fields)])
+    if exclude_seen and len(positions):
+        scores[:, np.asarray(positions)] = -np.inf
+    items = np.asarray(items, dtype=np.int64)
+    ranks = 1 + (scores[:, None, :] > scores[:, items, None]).sum(-1)  # (1 + F, len(items))
+    return pd.DataFrame((ranks[1:] - ranks[0]).T, columns=list(fields))
+
+
+def prediction_attention(trained: TrainedModel, positions: Sequence[int], context: Context
+                         ) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """What the prediction after the history reads, averaged over heads: the labels of its
+    context fields (``tokens`` models; ``field=value``) then the history's positions, the
+    weights of each, and the history positions shown (the last ``max_len``)."""
+    model, device = trained._reading()
+    shown = np.asarray(positions, dtype=np.int64)[-trained.config.max_len:]
+    query = edited_query(shown, context)
+    batch = context_input(trained, [query]).to(device)
+    with torch.inference_mode():
+        _, weights = model.encode(batch, keep_weights=True)
+    last = weights[-1][0, :, -1].mean(0).float().cpu().numpy()  # (F + L) or (L,)
+    labels = []
+    if trained.config.context == "tokens":
+        codes = batch.target_codes[0, -1].cpu().numpy()
+        labels = [f"{name}={trained.schema.vocabularies[i][code - 1] if code else '(unknown)'}"
+                  for i, (name, code) in enumerate(zip(trained.schema.fields, codes))]
+        history = last[len(labels):]
+        last = np.concatenate([last[:len(labels)], history[len(history) - len(shown):]])
+    else:
+        last = last[len(last) - len(shown):]
+    return labels, last, shown

@@ -95,6 +95,13 @@ class TrainedModel:
         return model.next_item_logits(batch, seen.to(device), memory=memory
                                       ).float().cpu().numpy()
 
+    def learned_scores(self, positions: Sequence[int], context, blinds=((),)) -> np.ndarray:
+        """A context model's (len(blinds), N) next-item log-probabilities after the history
+        in ``context`` (see :func:`~ctxrec.sequence.context_train.learned_scores`)."""
+        from .context_train import learned_scores
+
+        return learned_scores(self, positions, context, blinds)
+
     @torch.inference_mode()
     def self_attention(self, history: np.ndarray) -> tuple[np.ndarray, int]:
         """Attention weights (layers, heads, L, L) over the last ``max_len`` history items and
