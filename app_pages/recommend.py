@@ -7,6 +7,7 @@ from ctxrec.rank.explain import limits_note
 from ctxrec.viz import contributions_figure
 from ui.context_editor import add_feedback, render_context_editor
 from ui.intent_chips import render_intent_chips
+from ui.learned_context import render_field_effects
 from ui.options import render_options
 from ui.page_setup import prepare
 
@@ -17,7 +18,8 @@ catalog, context, ranking = page.catalog, page.context, page.ranking
 left, right = st.columns([2, 3], gap="large")
 with left:
     st.subheader("Context")
-    render_context_editor(catalog)
+    learned = page.recommender.sequence_model if page.recommender.learned_context else None
+    render_context_editor(catalog, learned.schema if learned is not None else None)
     with st.expander("Ranking options"):
         render_options()
 
@@ -39,6 +41,8 @@ with right:
         st.plotly_chart(figure, key="breakdown_chart")
         st.caption("Score breakdown: each component is standardised over the whole catalog "
                    "(0 = an average item), then weighted; a bar's segments sum to its score (◆).")
+        if learned is not None:
+            render_field_effects(page.recommender, context, table)
     for row, item in enumerate(table.itertuples()):
         details = catalog.record(item.item_id)
         with st.container(border=True):

@@ -278,21 +278,60 @@ def test_the_recommender_shows_the_learned_context_effect(trained, encoder):
     assert ranked["rain"].count(0) >= 6 and ranked["snow"].count(2) >= 6
 
 
-def test_field_effects_and_what_the_prediction_attends_to(planted):
-    from ctxrec.sequence.context_train import field_effects, prediction_attention
-
+@pytest.fixture(scope="module")
+def tokens_model(planted):
     _, catalog, events = planted
     data = log_data(events, catalog, "leave-last-out", seed=0)
-    model = train_context_model(data, catalog, SequenceConfig(n_items=len(catalog),
-                                                              context="tokens", **SMALL),
-                                TrainConfig(epochs=6, patience=6, lr=5e-3, batch_size=32,
-                                            average=0.0, seed=0))
+    return train_context_model(data, catalog, SequenceConfig(n_items=len(catalog),
+                                                             context="tokens", **SMALL),
+                               TrainConfig(epochs=8, patience=8, lr=5e-3, batch_size=32,
+                                           average=0.0, seed=0))
+
+
+def test_field_effects_and_what_the_prediction_attends_to(tokens_model):
+    from ctxrec.sequence.context_train import field_effects, prediction_attention
+
+    model = tokens_model
     context = Context(extra=(("weather", "fog"), ("place", "work")))
     history = [5, 17, 22]
-    effects = field_effects(model, history, context, [30, 31, 32, 1])
+    fog = list(range(30, 40))
+    scores = model.learned_scores(history, context)[0]
+    assert set(np.argsort(-scores)[:10]) == set(fog)  # in fog the model ranks the fog items
+    effects = field_effects(model, history, context, fog)
     assert list(effects.columns) == list(model.schema.fields)
-    # fog items fall when the weather is hidden; a sun item does not fall further than they do
-    assert (effects["weather"][:3] > 0).all() and effects["weather"][3] < effects["weather"][0]
+    # with the weather hidden they fall; hiding the place, which carries no signal, moves less
+    assert effects["weather"].mean() > 3
+    assert effects["place"].abs().mean() < effects["weather"].mean()
     labels, weights, shown = prediction_attention(model, history, context)
     assert "weather=fog" in labels and "place=work" in labels and list(shown) == history
     assert len(weights) == len(labels) + len(history) and abs(weights.sum() - 1) < 1e-4
+
+
+def test_the_pages_show_the_learned_fields_their_effects_and_the_attention(tokens_model,
+                                                                          tmp_path):
+    from streamlit.testing.v1 import AppTest
+
+    from ui.state import SEQUENCE_KEY
+
+    folder = tokens_model.save(tmp_path / "planted-tokens")
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=240)
+    at.session_state["catalog_source"] = "Upload CSV"  # as after uploading the log's catalog
+    at.session_state["catalog_uploaded"] = _catalog()
+    at.session_state[SEQUENCE_KEY] = str(folder)
+    at.run()
+    at.multiselect(key="ctx_liked").set_value(["a3", "a14", "a25"]).run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="ctx_x_weather").options[0] == "(unknown)"
+    assert set(at.selectbox(key="ctx_x_weather").options[1:]) == set(WEATHERS)
+    at.selectbox(key="ctx_x_weather").set_value("snow").run()
+    assert not at.exception, at.exception
+    titles = [m.value.split("**")[1] for m in at.markdown if m.value.startswith("**") and
+              ". Item " in m.value]
+    assert sum(20 <= int(t.split("Item ")[1]) < 30 for t in titles[:10]) >= 6  # snow items
+    assert any("With weather unknown" in c.value for c in at.caption)
+    assert any("learned effect" in c.value for c in at.caption)  # the weights' reason
+    at.switch_page("app_pages/history_attention.py").run()
+    assert not at.exception, at.exception
+    assert any("each field of the context you set" in c.value for c in at.caption)
+    at.switch_page("app_pages/recommend.py").run()
+    assert at.selectbox(key="ctx_x_weather").value == "snow"  # kept across pages

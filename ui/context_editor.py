@@ -9,10 +9,12 @@ import streamlit as st
 from ctxrec import Catalog, Context, HistoryEntry
 from ctxrec.data.catalog import COMPANIONS, PLACES
 from ctxrec.data.context import DEVICE_CHOICES, context_from_params, context_to_params
+from ctxrec.data.context_fields import TIME_FIELDS, ContextSchema, context_fields
 
 INTENT_MAX_CHARS = 100_000
 KEYS = ("ctx_date", "ctx_time", "ctx_place", "ctx_city", "ctx_device", "ctx_companions",
-        "ctx_intent", "ctx_liked", "ctx_disliked")
+        "ctx_intent", "ctx_liked", "ctx_disliked", "ctx_extra")
+UNKNOWN = "(unknown)"
 
 
 def init_context_state() -> None:
@@ -39,6 +41,9 @@ def _load(context: Context) -> None:
     state["ctx_intent"] = context.intent
     state["ctx_liked"] = [h.item_id for h in context.history if h.signal > 0]
     state["ctx_disliked"] = [h.item_id for h in context.history if h.signal < 0]
+    state["ctx_extra"] = dict(context.extra)  # the fields a log-trained model learned
+    for key in [k for k in state if str(k).startswith("ctx_x_")]:
+        del state[key]  # their widgets start again from ctx_extra
 
 
 def share_in_url(context: Context, selections: dict[str, str] | None = None) -> None:
@@ -67,7 +72,35 @@ def add_feedback(item_id: str, sign: int) -> None:
         st.session_state[target] = st.session_state[target] + [item_id]
 
 
-def render_context_editor(catalog: Catalog) -> None:
+def _set_field(name: str) -> None:
+    value = st.session_state[f"ctx_x_{name}"]
+    st.session_state["ctx_extra"] = {**st.session_state["ctx_extra"],
+                                     name: "" if value == UNKNOWN else value}
+
+
+def render_learned_fields(schema: ContextSchema, context: Context) -> None:
+    """One choice per field the attached model learned from its log (its values as the log
+    wrote them); the time fields follow the date and time above."""
+    st.markdown("**Fields the attached model learned from its log**")
+    timed = [f"{name} {fields[name]}" for fields in [context_fields(context)]
+             for name in schema.fields if name in TIME_FIELDS and name not in dict(context.extra)]
+    if timed:
+        st.caption("From the date and time: " + " · ".join(timed))
+    chosen = st.session_state["ctx_extra"]
+    columns = st.columns(2)
+    for i, (name, values) in enumerate(zip(schema.fields, schema.vocabularies)):
+        if name in TIME_FIELDS:
+            continue
+        options = [UNKNOWN, *values]
+        current = chosen.get(name, "")
+        columns[i % 2].selectbox(name, options, key=f"ctx_x_{name}",
+                                 index=options.index(current) if current in options else 0,
+                                 on_change=_set_field, args=(name,),
+                                 help=f"{len(values)} values in the log; {UNKNOWN} is what the "
+                                      "model learned for a missing one")
+
+
+def render_context_editor(catalog: Catalog, schema: ContextSchema | None = None) -> None:
     label = {item_id: f"{catalog.title(item_id)} · {cat}" for item_id, cat in
              zip(catalog.ids, catalog.items.get("category", [""] * len(catalog)))}
     st.text_area("What do you want right now?", key="ctx_intent", height=90,
@@ -86,6 +119,8 @@ def render_context_editor(catalog: Catalog) -> None:
                    format_func=label.get, placeholder="type to search the catalog")
     st.multiselect("👎 Did not like", list(catalog.ids), key="ctx_disliked",
                    format_func=label.get, placeholder="type to search the catalog")
+    if schema is not None:
+        render_learned_fields(schema, current_context())
 
 
 def current_context() -> Context:
@@ -95,4 +130,5 @@ def current_context() -> Context:
     return Context(history=tuple(liked + disliked),
                    when=datetime.combine(state["ctx_date"], state["ctx_time"]),
                    place=state["ctx_place"], city=state["ctx_city"], device=state["ctx_device"],
-                   companions=tuple(state["ctx_companions"]), intent=state["ctx_intent"])
+                   companions=tuple(state["ctx_companions"]), intent=state["ctx_intent"],
+                   extra=tuple((k, v) for k, v in state["ctx_extra"].items() if v))
