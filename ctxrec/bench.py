@@ -21,7 +21,8 @@ from .rank.recommender import Recommender
 from .text.embed_cache import item_embeddings
 from .text.encoders import TextEncoder, load_encoder
 
-__all__ = ["bench_all", "bench_attention", "bench_encode", "bench_recommend", "synthetic_catalog"]
+__all__ = ["bench_all", "bench_attention", "bench_context", "bench_encode", "bench_recommend",
+           "synthetic_catalog"]
 
 _INTENTS = ("something calm to read before bed", "a quick vegetarian dinner for two",
             "loud music for a morning run", "a funny film with the kids", "a podcast about space",
@@ -155,13 +156,17 @@ def bench_attention(calls: int = 20, tokens: int = 128) -> dict:
 
 
 def bench_training(data: str | None = None, epochs: int = 2, max_len: int = 50,
-                   batch_size: int = 32) -> dict:
+                   batch_size: int = 32, context: bool = False) -> dict:
     """Seconds per training epoch of the sequence model (the Train page's quick preset with ID
     items, full softmax) on a MovieLens folder (default: the first one found), validation
-    excluded; the JSON names the architecture."""
+    excluded; the JSON names the architecture. With ``context``, the same model with the time of
+    each rating as context (tokens, then gate) is timed in the same run, with its ratio to the
+    plain model's epoch."""
     from .data.movielens import find_movielens_folders, load_movielens
     from .evaluation.split import leave_last_out
     from .sequence.config import PRESETS, TrainConfig
+    from .sequence.context_run import log_data_of_split
+    from .sequence.context_train import train_context_model
     from .sequence.train import train_sequence_model
 
     folder = data or next((str(p) for p in find_movielens_folders()), None)
@@ -175,11 +180,77 @@ def bench_training(data: str | None = None, epochs: int = 2, max_len: int = 50,
                                    TrainConfig(epochs=epochs, batch_size=batch_size,
                                                patience=epochs))
     seconds = [e.epoch_train_s for e in trained.history]
-    return {"benchmark": "training", "data": Path(folder).name, "users": len(split.histories),
-            "items": len(catalog), "targets_per_epoch": int(sum(
-                max(0, len(h) - 1) for h in split.histories.values())),
-            "model": config.to_dict(), "epoch_s": [round(s, 2) for s in seconds], "device": str(
-                next(trained.model.parameters()).device), "torch_threads": torch.get_num_threads()}
+    result = {"benchmark": "training", "data": Path(folder).name, "users": len(split.histories),
+              "items": len(catalog), "targets_per_epoch": int(sum(
+                  max(0, len(h) - 1) for h in split.histories.values())),
+              "model": config.to_dict(), "epoch_s": [round(s, 2) for s in seconds],
+              "device": str(next(trained.model.parameters()).device),
+              "torch_threads": torch.get_num_threads()}
+    if context:
+        data_with_time = log_data_of_split(split)
+        result["context_models"] = {}
+        for entry in ("tokens", "gate"):
+            model = train_context_model(data_with_time, catalog, replace(config, context=entry),
+                                        TrainConfig(epochs=epochs, batch_size=batch_size,
+                                                    patience=epochs))
+            timed = [e.epoch_train_s for e in model.history]
+            result["context_models"][entry] = {
+                "fields": list(data_with_time.schema.fields),
+                "epoch_s": [round(s, 2) for s in timed],
+                "ratio_to_plain": round(float(np.mean(timed) / np.mean(seconds)), 2)}
+    return result
+
+
+def bench_context(sizes: Sequence[int] = (10_000,), calls: int = 50, k: int = 20,
+                  history_items: int = 30) -> dict:
+    """Latency of ``recommend`` with a context model attached (the defaults: hidden 128, hybrid
+    items, context by gate and by tokens, 8 fields), a new context on every call so nothing
+    is served from a cache, against the same recommender without the model in the same run.
+    The weights are untrained: only the time is measured."""
+    from .data.context_fields import ContextSchema
+    from .sequence.config import SequenceConfig
+    from .sequence.context_model import ContextSASRec
+    from .sequence.train import TrainedModel
+
+    encoder = load_encoder()
+    base = builtin_catalog()
+    base_vectors = item_embeddings(encoder, base)
+    schema = ContextSchema(("hour", "daypart", "weekday", "weekend", "season", "place",
+                            "weather", "companions"),
+                           (tuple(f"{h:02d}" for h in range(24)),
+                            ("morning", "midday", "afternoon", "evening", "night"),
+                            ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday",
+                             "sunday"), ("weekday", "weekend"),
+                            ("winter", "spring", "summer", "autumn"), ("home", "work"),
+                            ("rain", "sun", "snow"), ("alone", "family")))
+    results = {}
+    for size in sizes:
+        catalog, vectors = synthetic_catalog(base, base_vectors, size)
+        history = tuple(HistoryEntry(str(catalog.ids[(i * 7919) % size]), 1)
+                        for i in range(history_items))
+        plain = Recommender(catalog, encoder, vectors)
+        row = {}
+        for entry in ("none", "gate", "tokens"):
+            rec = plain
+            if entry != "none":
+                rec = Recommender(catalog, encoder, vectors)
+                config = SequenceConfig(n_items=size, text_dim=vectors.shape[1], context=entry,
+                                        context_sizes=schema.sizes, repeat_offset=False)
+                model = ContextSASRec(config, torch.from_numpy(vectors)).eval()
+                rec.attach_sequence_model(TrainedModel(model, list(map(str, catalog.ids)),
+                                                       schema=schema))
+
+            def new_context(i: int, rec=rec) -> None:
+                weather = ("rain", "sun", "snow")[i % 3]
+                when = pd.Timestamp("2026-11-21 00:00") + pd.Timedelta(minutes=37 * (i + 10))
+                rec.recommend(Context(history=history, when=when.to_pydatetime(),
+                                      extra=(("weather", weather), ("place", "home"))), k=k)
+            row[entry if entry != "none" else "no model"] = _percentiles(
+                _time_calls(new_context, calls))
+        results[str(size)] = row
+    return {"benchmark": "context", "k": k, "calls": calls, "history_items": history_items,
+            "encoder": encoder.name, "torch_threads": torch.get_num_threads(),
+            "results": results}
 
 
 def bench_rerank(top_k: int = 20, calls: int = 5, llm: str | None = None) -> dict:

@@ -377,11 +377,15 @@ def _run_train(args: argparse.Namespace) -> int:
 def _add_bench(sub: _Sub) -> None:
     bench = sub.add_parser("bench", help="benchmarks; JSON on stdout")
     bench.add_argument("what", nargs="?", default="all",
-                       choices=["all", "recommend", "attention", "training", "rerank"])
+                       choices=["all", "recommend", "attention", "training", "rerank",
+                                "context"])
     bench.add_argument("--data", default=None, help="MovieLens folder for 'training'")
     bench.add_argument("--sizes", type=int, nargs="+", default=None,
                        help="catalog sizes (default 1k 10k 100k, and 1M for 'all')")
     bench.add_argument("--calls", type=int, default=50)
+    bench.add_argument("--with-context", action="store_true",
+                       help="training: also time the context models (time as context) and give "
+                            "their ratio to the plain model's epoch")
 
 
 def _run_bench(args: argparse.Namespace) -> int:
@@ -393,7 +397,8 @@ def _run_bench(args: argparse.Namespace) -> int:
         "recommend": lambda: bench.bench_recommend(sizes=args.sizes or (1_000, 10_000, 100_000),
                                                    calls=args.calls),
         "attention": lambda: bench.bench_attention(calls=args.calls),
-        "training": lambda: bench.bench_training(data=args.data),
+        "training": lambda: bench.bench_training(data=args.data, context=args.with_context),
+        "context": lambda: bench.bench_context(sizes=args.sizes or (10_000,), calls=args.calls),
         "rerank": lambda: bench.bench_rerank(calls=min(args.calls, 10)),
     }
     print(json.dumps(runs[args.what](), indent=2))

@@ -64,7 +64,8 @@ def test_train_defaults_are_the_config_defaults():
               "patience": (train, "patience"), "stride": (train, "stride"),
               "average": (train, "average"), "loss": (train, "loss"),
               "negatives": (train, "n_negatives"), "seed": (train, "seed"),
-              "device": (train, "device"), "time_budget": (train, "time_budget_s")}
+              "device": (train, "device"), "time_budget": (train, "time_budget_s"),
+              "context_dropout": (train, "context_dropout")}
     for flag, (config, field) in shared.items():
         assert getattr(args, flag) == getattr(config, field), flag
     assert (not args.fixed_windows) == train.shuffle_windows
@@ -161,7 +162,7 @@ def test_train_from_an_interaction_log_with_its_catalog(tiny_movielens, tmp_path
     log.write_text("\n".join(["uid,movie,stars,ts"] + rows[1:] + ["7,no-such-movie,4,1"]) + "\n")
     out = _run("train", "--log", str(log), "--catalog", str(catalog), "--map", "user=uid",
                "item=movie", "timestamp=ts", "rating=stars", "--item-repr", "id", "--max-len",
-               "8", "--epochs", "2", "--out", str(tmp_path / "model"))
+               "8", "--epochs", "2", "--out", str(tmp_path / "model"), "--context-entry", "none")
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     assert report["results"][0]["users"] == 40

@@ -306,13 +306,15 @@ class Recommender:
             raw["intent"] = self.intent_scores(text)
         if weights["mood"] and text:
             raw["mood"] = self.mood_scores(text)
-        if weights["context"]:
+        learned = self.learned_context and bool(positions) and weights["sequence"] > 0
+        prior_weight = float(self.sequence_model.extra.get("prior_weight") or 0.0) \
+            if learned else 0.0
+        if weights["context"] and (not learned or prior_weight > 0):
             raw["context"] = self.context_scores(context)
         if positions:
             raw["history"], attention = self.history_scores(tuple(positions), tuple(signals))
         if weights["popularity"] and self.popularity is not None:
             raw["popularity"] = self.popularity
-        learned = self.learned_context and bool(positions) and weights["sequence"] > 0
         if weights["sequence"] and positions and self.sequence_model is not None and not learned:
             raw["sequence"] = self.sequence_scores(tuple(positions))
         prior = None
@@ -325,7 +327,6 @@ class Recommender:
             scale = float(with_context.std()) or 1.0
             z["sequence"] = ((unknown - with_context.mean()) / scale).astype(np.float32)
             z["context"] = ((with_context - unknown) / scale).astype(np.float32)
-            prior_weight = float(self.sequence_model.extra.get("prior_weight") or 0.0)
             if prior is not None and prior_weight > 0 and weights["context"] > 0:
                 z["context"] += prior_weight / weights["context"] * standardise(prior)
         total = np.zeros(n, dtype=np.float32)

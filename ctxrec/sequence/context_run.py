@@ -16,6 +16,7 @@ import numpy as np
 
 from ..data.catalog import Catalog
 from ..data.context_fields import ContextSchema, event_fields
+from ..data.context_log import ColumnMap
 from ..evaluation.context_split import CONTEXT_PROTOCOLS, context_split
 from ..evaluation.protocol import FULL_BOTH_WAYS, Protocol, evaluate_protocols
 from ..evaluation.split import Split, leave_last_out
@@ -55,14 +56,14 @@ def train_context_and_report(run: TrainingRun, out: str | Path,
     figures with the context and with every field unknown, and their paired p-value)."""
     say = on_stage or (lambda text: None)
     if run.log:
-        if run.catalog is None or run.columns is None:
-            raise ValueError("a log needs its catalog CSV and its column map (--map)")
+        if run.catalog is None:
+            raise ValueError("give the interaction log with its catalog CSV (--catalog)")
         from ..data.catalog import read_catalog_csv
         from ..data.context_log import read_context_log
 
         catalog = run.catalog if isinstance(run.catalog, Catalog) else \
             read_catalog_csv(run.catalog)
-        events = read_context_log(run.log, run.columns, catalog)
+        events = read_context_log(run.log, run.columns or ColumnMap(), catalog)
         for name, count in events.unknown_values.items():
             say(f"note: {count} events with an unreadable {name}")
         data = log_data(events, catalog, run.split, run.train.seed)
