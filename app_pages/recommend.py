@@ -41,6 +41,14 @@ with right:
         st.plotly_chart(figure, key="breakdown_chart")
         st.caption("Score breakdown: each component is standardised over the whole catalog "
                    "(0 = an average item), then weighted; a bar's segments sum to its score (◆).")
+        if learned is not None and context.history:
+            st.caption("The **context** bar is what the attached model learned from its log: "
+                       "the item's score with this context minus its score with every field "
+                       "unknown.")
+        else:
+            st.caption("The **context** bar is the hand-written prior (the situation sentence "
+                       "and the catalog's facets), for catalogs without a log; a sequence model "
+                       "trained on a log with context replaces it with what it learned.")
         if learned is not None:
             render_field_effects(page.recommender, context, table)
     for row, item in enumerate(table.itertuples()):

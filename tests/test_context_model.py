@@ -93,6 +93,10 @@ def test_schema_codes_unknown_and_unseen_values_as_zero():
     assert ContextSchema.from_dict(json.loads(json.dumps(schema.to_dict()))) == schema
     with pytest.raises(ValueError, match="damaged"):
         ContextSchema.from_dict({"fields": ["x"]})
+    # a column named like a time field (STS codes its weekday as a number) is a column
+    mixed = ContextSchema.fit([{"weekday": "3", "hour": "07"}], columns={"weekday"})
+    assert mixed.from_time == ("hour",)
+    assert ContextSchema.from_dict(mixed.to_dict()) == mixed
 
 
 def test_training_leaves_out_every_event_evaluation_holds_out(planted):
@@ -218,6 +222,8 @@ def test_train_log_then_evaluate_context_with_the_checkpoint(planted, tmp_path):
     report = json.loads(out.stdout)
     assert report["context_schema"]["fields"][:2] == ["daypart", "hour"]
     assert "weather" in report["context_schema"]["fields"]
+    assert {"hour", "weekday"} <= set(report["context_schema"]["from_time"])
+    assert "weather" not in report["context_schema"]["from_time"]
     assert set(report["tests"]) == {"repeat", "discovery"}
     assert json.loads((tmp_path / "model" / "config.json").read_text())["model"]["item_repr"] \
         == "hybrid"

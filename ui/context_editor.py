@@ -9,7 +9,7 @@ import streamlit as st
 from ctxrec import Catalog, Context, HistoryEntry
 from ctxrec.data.catalog import COMPANIONS, PLACES
 from ctxrec.data.context import DEVICE_CHOICES, context_from_params, context_to_params
-from ctxrec.data.context_fields import TIME_FIELDS, ContextSchema, context_fields
+from ctxrec.data.context_fields import ContextSchema, context_fields
 
 INTENT_MAX_CHARS = 100_000
 KEYS = ("ctx_date", "ctx_time", "ctx_place", "ctx_city", "ctx_device", "ctx_companions",
@@ -83,13 +83,13 @@ def render_learned_fields(schema: ContextSchema, context: Context) -> None:
     wrote them); the time fields follow the date and time above."""
     st.markdown("**Fields the attached model learned from its log**")
     timed = [f"{name} {fields[name]}" for fields in [context_fields(context)]
-             for name in schema.fields if name in TIME_FIELDS and name not in dict(context.extra)]
+             for name in schema.from_time]
     if timed:
         st.caption("From the date and time: " + " · ".join(timed))
     chosen = st.session_state["ctx_extra"]
     columns = st.columns(2)
     for i, (name, values) in enumerate(zip(schema.fields, schema.vocabularies)):
-        if name in TIME_FIELDS:
+        if name in schema.from_time:
             continue
         options = [UNKNOWN, *values]
         current = chosen.get(name, "")

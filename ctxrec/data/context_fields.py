@@ -67,15 +67,21 @@ class ContextSchema:
         fields: field names, in the order of the model's context inputs.
         vocabularies: per field, its known values; value ``i`` has code ``i + 1`` and code 0 is
             "unknown".
+        from_time: the fields read from each event's time, not from a column (the app derives
+            them from the date and time the person sets).
     """
 
     fields: tuple[str, ...]
     vocabularies: tuple[tuple[str, ...], ...]
+    from_time: tuple[str, ...] = ()
 
     @classmethod
-    def fit(cls, events: Iterable[dict[str, str]], min_count: int = 1) -> ContextSchema:
+    def fit(cls, events: Iterable[dict[str, str]], min_count: int = 1,
+            columns: Iterable[str] | None = None) -> ContextSchema:
         """The schema of training events: every field that is ever given, with the values seen
-        at least ``min_count`` times (rarer ones read as unknown), most frequent first."""
+        at least ``min_count`` times (rarer ones read as unknown), most frequent first.
+        ``columns`` names the fields that come from the log's columns (None: all); the time
+        fields among the rest are marked ``from_time``."""
         counts: dict[str, Counter] = {}
         for fields in events:
             for name, value in fields.items():
@@ -85,7 +91,10 @@ class ContextSchema:
         vocabularies = tuple(tuple(v for v, c in counts[n].most_common() if c >= min_count)
                              for n in names)
         kept = [(n, v) for n, v in zip(names, vocabularies) if v]
-        return cls(tuple(n for n, _ in kept), tuple(v for _, v in kept))
+        columns = None if columns is None else set(columns)
+        timed = tuple(n for n, _ in kept if columns is not None and n in TIME_FIELDS and
+                      n not in columns)
+        return cls(tuple(n for n, _ in kept), tuple(v for _, v in kept), timed)
 
     @property
     def sizes(self) -> tuple[int, ...]:
@@ -118,7 +127,8 @@ class ContextSchema:
 
     def to_dict(self) -> dict:
         return {"fields": list(self.fields),
-                "vocabularies": {n: list(v) for n, v in zip(self.fields, self.vocabularies)}}
+                "vocabularies": {n: list(v) for n, v in zip(self.fields, self.vocabularies)},
+                "from_time": list(self.from_time)}
 
     @classmethod
     def from_dict(cls, saved: dict) -> ContextSchema:
@@ -130,6 +140,7 @@ class ContextSchema:
         try:
             fields = tuple(str(n) for n in saved["fields"])
             return cls(fields, tuple(tuple(str(v) for v in saved["vocabularies"][n])
-                                     for n in fields))
+                                     for n in fields),
+                       tuple(str(n) for n in saved.get("from_time", ())))
         except (KeyError, TypeError) as err:
             raise ValueError(f"the saved context schema is damaged ({err})") from err

@@ -40,7 +40,7 @@ def log_data_of_split(split: Split) -> LogData:
     items = np.concatenate([[0], *(split.histories[u] + 1 for u in users)])
     clock = np.concatenate([[np.nan], *(split.history_times[u] for u in users)])
     fields = [event_fields("", t) for t in clock[1:]]
-    schema = ContextSchema.fit(fields)
+    schema = ContextSchema.fit(fields, columns=())
     codes = np.concatenate([np.zeros((1, len(schema.fields)), np.int64),
                             schema.codes_of(fields)])
     return LogData(schema, items, codes, clock, np.concatenate([[0.0], np.ones(len(fields))]),
