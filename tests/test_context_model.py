@@ -42,7 +42,8 @@ def _planted_log(path, n_users=150, events=12, seed=0):
             weather = int(rng.integers(len(WEATHERS)))
             item = weather * 10 + int(rng.integers(10))
             place = ("home", "work")[int(rng.integers(2))]
-            rows.append(f"u{u}\ta{item}\t{WEATHERS[weather]}\t{place}\t{1_700_000_000 + u * 10_000 + step * 600}")
+            when = 1_700_000_000 + u * 10_000 + step * 600
+            rows.append(f"u{u}\ta{item}\t{WEATHERS[weather]}\t{place}\t{when}")
     path.write_text("\n".join(rows) + "\n")
     return path
 

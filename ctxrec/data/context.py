@@ -8,7 +8,8 @@ from typing import Literal
 
 from .catalog import COMPANIONS, PLACES
 
-__all__ = ["DEVICE_CHOICES", "Context", "HistoryEntry", "context_from_params", "context_to_params", "utc_seconds", "utc_time",
+__all__ = ["DEVICE_CHOICES", "Context", "HistoryEntry", "context_from_params", "context_to_params",
+           "utc_seconds", "utc_time",
            "daypart", "season"]
 
 DEVICE_CHOICES = ("phone", "tablet", "laptop", "tv", "speaker", "none")

@@ -10,12 +10,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Literal
 
-__all__ = ["CONTEXT_ENTRIES", "ITEM_REPRS", "LOG_CONTEXT_ENTRY", "LOG_SPLITS", "MEMORY_MODES", "PRESETS", "SequenceConfig", "TrainConfig"]
+__all__ = ["CONTEXT_ENTRIES", "ITEM_REPRS", "LOG_CONTEXT_ENTRY", "LOG_SPLITS", "MEMORY_MODES",
+           "PRESETS", "SequenceConfig", "TrainConfig"]
 
 ITEM_REPRS = ("id", "text", "hybrid")
 MEMORY_MODES = ("truncate", "xl", "hierarchical")
 CONTEXT_ENTRIES = ("none", "tokens", "gate")
-LOG_CONTEXT_ENTRY = "gate"  # what train --log uses unless told: the better of the two measured
+LOG_CONTEXT_ENTRY = "tokens"  # what train --log uses unless told: the better of the two measured
 LOG_SPLITS = ("leave-last-out", "random-event")
 
 
