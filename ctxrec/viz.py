@@ -50,7 +50,7 @@ def heatmap_figure(matrix: np.ndarray, x_labels: Sequence[str], y_labels: Sequen
                    zmin: float | None = None, zmax: float | None = None,
                    boxes: Sequence[tuple[int, int, int, int]] = (),
                    marks: Sequence[tuple[int, int]] = (), height: int | None = None,
-                   show_values: bool = False) -> go.Figure:
+                   show_values: bool = False, value_format: str = ".2f") -> go.Figure:
     """A matrix as a heatmap with labels on both axes and exact values on hover.
 
     Positions, not label text, place the cells, so repeated tokens stay separate.
@@ -59,16 +59,16 @@ def heatmap_figure(matrix: np.ndarray, x_labels: Sequence[str], y_labels: Sequen
         matrix: (rows, cols).
         boxes: (first col, last col, first row, last row) rectangles to outline, inclusive.
         marks: (col, row) cells to mark with a dot (e.g. each row's best match).
-        show_values: write each value in its cell (for small matrices).
+        show_values: write each value in its cell (for small matrices), as ``value_format``.
     """
     rows, cols = matrix.shape
     fig = go.Figure(go.Heatmap(
         z=matrix, x=list(range(cols)), y=list(range(rows)), colorscale=colorscale, zmin=zmin,
         zmax=zmax, customdata=[[(y_labels[r], x_labels[c]) for c in range(cols)]
                                for r in range(rows)],
-        hovertemplate=f"%{{customdata[0]}} → %{{customdata[1]}}<br>{value_name} %{{z:.4f}}"
-                      "<extra></extra>",
-        texttemplate="%{z:.2f}" if show_values else None))
+        hovertemplate=f"%{{customdata[0]}} → %{{customdata[1]}}<br>{value_name} "
+                      f"%{{z:{value_format if value_format == 'd' else '.4f'}}}<extra></extra>",
+        texttemplate=f"%{{z:{value_format}}}" if show_values else None))
     for x0, x1, y0, y1 in boxes:
         fig.add_shape(type="rect", x0=x0 - 0.5, x1=x1 + 0.5, y0=y0 - 0.5, y1=y1 + 0.5,
                       line=dict(color="#E45756", width=2))

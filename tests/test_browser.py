@@ -4,6 +4,7 @@ and a screenshot of each view lands in test-output/screenshots/ for people to lo
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -288,3 +289,62 @@ def test_a_context_log_is_evaluated_on_the_evaluate_page(server, tmp_path):
         _no_exception(tab)
         tab.screenshot(path=str(SHOTS / "evaluate-context-log.png"), full_page=True)
         browser.close()
+
+
+def test_a_log_trained_context_model_in_the_browser(tmp_path):
+    """Upload a log's catalog, attach the context model trained on that log from the Train page,
+    pick the weather it learned, and see its effects and its attention."""
+    from test_context_model import N_ITEMS, _planted_log
+
+    home = tmp_path / "home"
+    items = tmp_path / "items.csv"
+    items.write_text("id,title\n" + "".join(f"a{j},Item {j}\n" for j in range(N_ITEMS)))
+    events = _planted_log(tmp_path / "events.tsv")
+    trained = subprocess.run(
+        [sys.executable, "-m", "ctxrec", "train", "--log", str(events), "--catalog", str(items),
+         "--map", "user=user", "item=item", "timestamp=t", "place=place", "--context",
+         "weather=weather", "--item-repr", "id", "--hidden", "32", "--max-len", "12",
+         "--epochs", "8", "--lr", "5e-3", "--batch-size", "32", "--average", "0", "--out",
+         str(home / "models" / "planted-weather")], cwd=ROOT, capture_output=True, text=True,
+        env={**os.environ, "CTXREC_HOME": str(home)}, timeout=600)
+    assert trained.returncode == 0, trained.stderr
+    server = contextmanager(_start_server)("streamlit-context-model.log",
+                                           {"CTXREC_HOME": str(home)})
+    with server as url, _recommend_tab(url, height=2600) as tab:
+        sidebar = tab.locator('[data-testid="stSidebar"]')
+        sidebar.get_by_text("Upload CSV").click()
+        _settle(tab)
+        sidebar.locator('input[type="file"]').set_input_files(str(items))
+        sidebar.get_by_text("40 items").first.wait_for(timeout=120_000)
+        tab.get_by_role("link", name="Train").click()
+        tab.get_by_role("tab", name="Saved models").click()
+        tab.get_by_role("button", name="Use this model in the app").click()
+        tab.get_by_role("button", name="Stop using it").wait_for(timeout=60_000)
+        assert tab.get_by_text("context learned from the log (tokens").count() == 1
+        tab.get_by_role("link", name="Recommend").click()
+        tab.get_by_text("Fields the attached model learned").wait_for(timeout=120_000)
+        _settle(tab)
+        for title in ("Item 3", "Item 14", "Item 25"):
+            tab.locator('[data-testid="stMultiSelect"]').filter(has_text="Liked before").first \
+                .click()
+            tab.keyboard.type(title)  # the list is long: filter it to the item
+            tab.get_by_role("option", name=re.compile(rf"^{title} ·")).click()
+            tab.keyboard.press("Escape")  # close the list, which stays open after a pick
+            _settle(tab)
+        tab.locator('[data-testid="stSelectbox"]').filter(has_text="weather").first.click()
+        tab.get_by_role("option", name="snow").click()
+        _settle(tab)
+        tab.get_by_text("With weather unknown").wait_for(timeout=120_000)
+        tab.get_by_text("learned effect").first.wait_for()
+        first = tab.locator("strong", has_text="1. Item 2").first  # a snow item: 20–29
+        first.wait_for(timeout=60_000)
+        _no_exception(tab)
+        tab.wait_for_timeout(1500)
+        tab.screenshot(path=str(SHOTS / "recommend-learned-context.png"), full_page=True)
+        tab.get_by_role("link", name="History attention").click()
+        tab.get_by_text("each field of the context you set").wait_for(timeout=120_000)
+        tab.locator(CHART).first.wait_for()
+        tab.wait_for_timeout(1500)
+        _no_exception(tab)
+        tab.screenshot(path=str(SHOTS / "history-attention-learned-context.png"),
+                       full_page=True)

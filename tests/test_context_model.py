@@ -223,7 +223,8 @@ def test_train_log_then_evaluate_context_with_the_checkpoint(planted, tmp_path):
     report = json.loads(out.stdout)
     assert report["context_schema"]["fields"][:2] == ["daypart", "hour"]
     assert "weather" in report["context_schema"]["fields"]
-    assert {"hour", "weekday"} <= set(report["context_schema"]["from_time"])
+    assert set(report["context_schema"]["from_time"]) == {"hour", "daypart", "weekday",
+                                                          "weekend", "season"}
     assert "weather" not in report["context_schema"]["from_time"]
     assert set(report["tests"]) == {"repeat", "discovery"}
     assert json.loads((tmp_path / "model" / "config.json").read_text())["model"]["item_repr"] \

@@ -86,7 +86,7 @@ def render_learned_fields(schema: ContextSchema, context: Context) -> None:
              for name in schema.from_time]
     if timed:
         st.caption("From the date and time: " + " · ".join(timed))
-    chosen = st.session_state["ctx_extra"]
+    chosen = {**context_fields(context), **st.session_state["ctx_extra"]}  # what the model reads
     columns = st.columns(2)
     for i, (name, values) in enumerate(zip(schema.fields, schema.vocabularies)):
         if name in schema.from_time:
@@ -131,4 +131,4 @@ def current_context() -> Context:
                    when=datetime.combine(state["ctx_date"], state["ctx_time"]),
                    place=state["ctx_place"], city=state["ctx_city"], device=state["ctx_device"],
                    companions=tuple(state["ctx_companions"]), intent=state["ctx_intent"],
-                   extra=tuple((k, v) for k, v in state["ctx_extra"].items() if v))
+                   extra=tuple(state["ctx_extra"].items()))

@@ -33,6 +33,7 @@ def render_field_effects(recommender: Recommender, context: Context, table: pd.D
         st.plotly_chart(heatmap_figure(moves.to_numpy(dtype=float), list(moves.columns), rows,
                                        value_name="places it falls", colorscale="RdBu_r",
                                        zmin=-reach, zmax=reach, show_values=True,
+                                       value_format="d",
                                        height=34 * len(rows) + 160), key="field_effects_chart")
         top = moves.iloc[0]
         field = str(top.abs().idxmax())

@@ -104,6 +104,10 @@ def report_tables(report: dict) -> None:
     rows = [{"model": r["model"], "protocol": r["protocol"], "HR@10": r["HR@10"],
              "NDCG@10": r["NDCG@10"], "MRR@10": r["MRR@10"]}
             for r in report.get("results", []) + report.get("baselines", [])]
+    # a context model's report: each test split with the context and with every field unknown
+    rows += [{"model": r["model"], "protocol": f"{name} · {r['protocol']}", "HR@10": r["HR@10"],
+              "NDCG@10": r["NDCG@10"], "MRR@10": r["MRR@10"]}
+             for name, test in report.get("tests", {}).items() for r in test["results"]]
     st.dataframe(pd.DataFrame(rows), hide_index=True,
                  key=f"tr_table_{report.get('model', '')}")
     long = report.get("long_history", {})
@@ -168,9 +172,12 @@ def saved_models_tab() -> None:
         st.warning(f"{err}. Train it again, or delete the folder {chosen}.")
         return
     c = summary.model
+    learned = f" · context learned from the log ({c.context}: " + ", ".join(
+        summary.report.get("context_schema", {}).get("fields", [])) + ")" \
+        if c.context != "none" else ""
     st.caption(f"{c.item_repr} items · {c.memory} · window {c.max_len} · hidden {c.hidden} · "
                f"dropout {c.dropout} · {c.layers} layers · {summary.n_items:,} items · best "
-               f"epoch {summary.best_epoch}")
+               f"epoch {summary.best_epoch}{learned}")
     if summary.history:
         st.plotly_chart(training_curves_figure(summary.history), key="tr_saved_curves")
     if summary.report:

@@ -17,7 +17,8 @@ import numpy as np
 
 from .context import Context, daypart, season, utc_seconds, utc_time
 
-__all__ = ["TIME_FIELDS", "ContextSchema", "context_fields", "event_fields", "key_fields"]
+__all__ = ["TIME_FIELDS", "ContextSchema", "column_fields", "context_fields", "event_fields",
+           "key_fields"]
 
 TIME_FIELDS = ("hour", "daypart", "weekday", "weekend", "season")
 # what read_context_log writes into the key from an event's time; the time fields replace them
@@ -29,6 +30,12 @@ def key_fields(key: str) -> dict[str, str]:
     """``"place=home|weather="`` → ``{"place": "home", "weather": ""}``."""
     pairs = (part.partition("=") for part in key.split("|") if part)
     return {name: value for name, _, value in pairs}
+
+
+def column_fields(key: str, timed: bool) -> set[str]:
+    """The fields of a context key that come from the log's columns (in a log with times, the
+    key's daypart and day type come from the time)."""
+    return {name for name in key_fields(key) if not (timed and name in _KEY_TIME_FIELDS)}
 
 
 def _time_fields(clock: float) -> dict[str, str]:

@@ -15,6 +15,7 @@ _LABELS = {"intent": "matches your intent", "history": "close to your history",
            "popularity": "popular", "sequence": "likely next after your recent items",
            "constraints": "the limits you stated",
            "llm": "the language model judged it a fit"}
+_LEARNED_CONTEXT = "suits this context, as learned from the log"
 
 
 def attended_history(ranking: Ranking, row: int, min_weight: float = 0.2,
@@ -46,7 +47,8 @@ def why(ranking: Ranking, row: int, title_of: Callable[[str], str] | None = None
     shown = [c for c in (*COMPONENTS, "llm") if c in record]  # llm: after an LLM re-rank
     parts = sorted(((float(record[c]), c) for c in shown if record[c] > 0), reverse=True)
     total = sum(v for v, _ in parts) or 1.0
-    lead = [f"{_LABELS[c]} ({v / total:.0%})" for v, c in parts[:2] if v / total >= 0.15]
+    labels = {**_LABELS, "context": _LEARNED_CONTEXT} if ranking.learned_context else _LABELS
+    lead = [f"{labels[c]} ({v / total:.0%})" for v, c in parts[:2] if v / total >= 0.15]
     text = "; ".join(lead).capitalize() if lead else "Ranked by a balance of weak signals"
     penalties = [c for c in shown if record[c] < 0]
     if penalties:

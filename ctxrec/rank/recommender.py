@@ -86,6 +86,7 @@ class Ranking:
     notes: list[str] = field(default_factory=list)
     diversity: float = 0.0
     understood: ReadIntent | None = None
+    learned_context: bool = False  # the context bar is a log-trained model's learned effect
 
 
 @dataclass
@@ -272,7 +273,9 @@ class Recommender:
         return Ranking(table=table, weights=scored.weights, history_ids=scored.history_ids,
                        history_signals=np.asarray(scored.signals, dtype=np.float32),
                        history_attention=scored.attention[order], notes=notes,
-                       diversity=diversity, understood=scored.reading)
+                       diversity=diversity, understood=scored.reading,
+                       learned_context=self.learned_context and bool(positions) and
+                       scored.weights["sequence"] > 0)
 
     def fused_scores(self, context: Context, weights: Weights | None = None,
                      read_intent: bool = True) -> np.ndarray:

@@ -22,8 +22,8 @@ import torch.nn.functional as F
 
 from ..data.catalog import Catalog
 from ..data.context import Context, utc_seconds
-from ..data.context_fields import (TIME_FIELDS, ContextSchema, context_fields, event_fields,
-                                   key_fields)
+from ..data.context_fields import (TIME_FIELDS, ContextSchema, column_fields, context_fields,
+                                   event_fields)
 from ..data.context_log import ContextEvents
 from ..evaluation.context_split import CONTEXT_PROTOCOLS, held_out_events
 from ..evaluation.split import HeldOut, Split
@@ -105,7 +105,7 @@ def log_data(events: ContextEvents, catalog: Catalog, split: LogSplitKind = "lea
         raise ValueError("nothing to train on: no user has two events left once the held-out "
                          "ones are set aside")
     training = np.concatenate(list(sequences.values()))
-    columns = key_fields(events.keys[0]) if events.keys else {}
+    columns = column_fields(events.keys[0], events.clock is not None) if events.keys else set()
     schema = ContextSchema.fit((fields[i] for i in training), columns=columns)
     codes = schema.codes_of(fields)
     data = LogData(schema, np.concatenate([[0], positions + 1]),
