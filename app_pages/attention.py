@@ -6,6 +6,7 @@ from ctxrec import ModelLoadError
 from ctxrec.export import matrix_csv
 from ctxrec.viz import attention_grid_figure, heatmap_figure
 from ui import state
+from ui.learned_context import render_prediction_attention
 from ui.options import pick_item
 from ui.page_setup import context_summary, prepare
 
@@ -61,8 +62,11 @@ if sequence is not None and known:
     positions = [page.catalog.position(i) for i in known]
     weights, n = sequence.self_attention(positions)
     seq_layer, seq_head = st.columns(2)
-    s_layer = seq_layer.slider("Layer", 0, weights.shape[0] - 1, key="seq_layer")
-    s_head = seq_head.slider("Head", 0, weights.shape[1] - 1, key="seq_head")
+    # a slider needs two values at least; a one-layer (or one-head) model has nothing to pick
+    s_layer = seq_layer.slider("Layer", 0, weights.shape[0] - 1, key="seq_layer") \
+        if weights.shape[0] > 1 else 0
+    s_head = seq_head.slider("Head", 0, weights.shape[1] - 1, key="seq_head") \
+        if weights.shape[1] > 1 else 0
     titles = [f"{i + 1}. {page.catalog.title(item)[:30]}" for i, item in
               enumerate(known[-n:])]
     st.plotly_chart(heatmap_figure(weights[s_layer, s_head], titles, titles,
@@ -71,3 +75,6 @@ if sequence is not None and known:
                     key="seq_heatmap")
     st.caption(f"The last row is the state that scores what comes next. Oldest first; the "
                f"model reads the last {sequence.config.max_len} items.")
+    if page.recommender.learned_context:
+        st.subheader("Sequence model: what the prediction attends to")
+        render_prediction_attention(page.recommender, page.context)

@@ -1,21 +1,15 @@
-"""History attention: the target-attention weights the recommender used for its history score,
-and, with a sequence model that learned the context from a log, what its prediction attends to."""
+"""History attention: the target-attention weights the recommender used for its history score."""
 
 import streamlit as st
 
 from ctxrec.export import matrix_csv
 from ctxrec.viz import heatmap_figure
-from ui.learned_context import render_prediction_attention
 from ui.page_setup import context_summary, prepare
 
 st.title("🧲 History attention")
 page = prepare()
 context_summary(page.context)
 ranking = page.ranking
-if page.recommender.learned_context:
-    st.subheader("The learned model: context fields and history")
-    render_prediction_attention(page.recommender, page.context)
-    st.subheader("The recommender's history score")
 if not ranking.history_ids:
     st.info("The history is empty: mark items 👍 or 👎 on the Recommend page to see which of them "
             "each recommendation attends to.")

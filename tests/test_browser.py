@@ -341,10 +341,9 @@ def test_a_log_trained_context_model_in_the_browser(tmp_path):
         _no_exception(tab)
         tab.wait_for_timeout(1500)
         tab.screenshot(path=str(SHOTS / "recommend-learned-context.png"), full_page=True)
-        tab.get_by_role("link", name="History attention").click()
-        tab.get_by_text("each field of the context you set").wait_for(timeout=120_000)
+        tab.get_by_role("link", name="Attention", exact=True).click()
+        tab.get_by_text("each field of the context you set").wait_for(timeout=240_000)
         tab.locator(CHART).first.wait_for()
         tab.wait_for_timeout(1500)
         _no_exception(tab)
-        tab.screenshot(path=str(SHOTS / "history-attention-learned-context.png"),
-                       full_page=True)
+        tab.screenshot(path=str(SHOTS / "attention-learned-context.png"), full_page=True)

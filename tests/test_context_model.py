@@ -338,8 +338,24 @@ def test_the_pages_show_the_learned_fields_their_effects_and_the_attention(token
     assert sum(20 <= int(t.split("Item ")[1]) < 30 for t in titles[:10]) >= 6  # snow items
     assert any("With weather unknown" in c.value for c in at.caption)
     assert any("learned effect" in c.value for c in at.caption)  # the weights' reason
-    at.switch_page("app_pages/history_attention.py").run()
+    at.switch_page("app_pages/attention.py").run()
     assert not at.exception, at.exception
     assert any("each field of the context you set" in c.value for c in at.caption)
+    # its history self-attention: one layer (no layer slider), two heads
+    assert at.slider(key="seq_head").max == SMALL["heads"] - 1
     at.switch_page("app_pages/recommend.py").run()
     assert at.selectbox(key="ctx_x_weather").value == "snow"  # kept across pages
+
+
+def test_the_plain_model_paths_read_a_context_model_as_one(trained, planted):
+    """evaluate --checkpoint and the Attention page call the plain model's interfaces; with a
+    context model they must rank with its context and show its own self-attention."""
+    from ctxrec.sequence.train import SequenceRanker
+
+    _, catalog, events = planted
+    queries = context_split(events, catalog, "repeat", seed=0, by_time=True).queries("test")[:5]
+    assert np.allclose(SequenceRanker(trained).scores(queries),
+                       ContextRanker(trained).scores(queries))
+    weights, shown = trained.self_attention(np.array([4, 15, 26]))
+    assert weights.shape == (SMALL["layers"], SMALL["heads"], 3, 3) and shown == 3
+    assert np.allclose(weights.sum(-1), 1, atol=1e-5) and np.allclose(np.triu(weights, 1), 0)

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from ..data.catalog import Catalog
+from ..data.context import Context
 from ..data.context_fields import ContextSchema
 from ..evaluation.protocol import evaluate
 from ..evaluation.split import Split
@@ -108,6 +109,15 @@ class TrainedModel:
         how many of those positions are real (the rest is left padding)."""
         window = np.asarray(history, dtype=np.int64)[-self.config.max_len:]
         model, device = self._reading()
+        if self.schema is not None:  # its history enters with its own (here unknown) context
+            from .context_train import context_input, edited_query
+
+            batch = context_input(self, [edited_query(window, Context())], self.schema.fields)
+            _, weights = model.encode(batch.to(device), keep_weights=True)
+            weights = weights[:len(model.blocks)]
+            length = self.config.max_len
+            return torch.stack(weights)[:, 0, :, length - len(window):, length - len(window):
+                                        ].float().cpu().numpy(), len(window)
         _, weights = model.forward(prediction_input([window], len(window)).to(device),
                                    keep_weights=True, memory="truncate")
         return torch.stack(weights)[:, 0].float().cpu().numpy(), len(window)
@@ -189,6 +199,10 @@ class SequenceRanker:
     exclude: np.ndarray | None = None  # catalog positions never fed as input (cold-start runs)
 
     def scores(self, queries: Sequence[Query]) -> np.ndarray:
+        if self.trained.schema is not None:  # a context model also reads each event's context
+            from .context_train import ContextRanker
+
+            return ContextRanker(self.trained).scores(queries)
         histories = [q.items if self.exclude is None else q.items[~np.isin(q.items, self.exclude)]
                      for q in queries]
         return self.trained.next_item_scores(histories, self.memory)
