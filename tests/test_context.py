@@ -87,3 +87,10 @@ def test_bad_query_parameters_are_skipped_with_reasons():
     assert ctx.place == "home" and ctx.device == "tv" and ctx.companions == ("friends",)
     assert len(problems) == 3 and any("moon" in p for p in problems)
     assert any("yesterday-ish" in p for p in problems) and any("dog" in p for p in problems)
+
+
+def test_fields_a_log_names_are_put_into_words_when_given():
+    from ctxrec.data.context import Context
+
+    text = Context(extra=(("weather", "snow"), ("place", ""))).describe_situation()
+    assert text.endswith("; weather snow.") and "place" not in text.split(";")[1]

@@ -138,6 +138,9 @@ class Context:
         text += f", {DEVICE_WORDS[self.device]}"
         if self.companions:
             text += ", " + " and ".join(COMPANION_WORDS[c] for c in self.companions)
+        given = [f"{name} {value}" for name, value in self.extra if value]
+        if given:
+            text += "; " + ", ".join(given)
         return text + "."
 
     def describe(self, titles: dict[str, str] | None = None, max_history: int = 10) -> str:
