@@ -97,8 +97,9 @@ def log_data(events: ContextEvents, catalog: Catalog, split: LogSplitKind = "lea
             indices = indices[np.argsort(events.timestamps[indices], kind="stable")]
         if len(indices) >= 2:
             pick = len(indices) - 1 if by_time else int(rng.integers(len(indices)))
-            valid_at[user] = (int(indices[pick]), np.delete(indices, pick) if not by_time
-                              else indices[:pick])
+            # what came before it: the earlier events by time, or (no times) all the others
+            valid_at[user] = (int(indices[pick]), indices[:pick] if events.timestamps is not None
+                              else np.delete(indices, pick))
             indices = np.delete(indices, pick)
         sequences[user] = indices
     if not any(len(s) >= 2 for s in sequences.values()):
@@ -108,13 +109,12 @@ def log_data(events: ContextEvents, catalog: Catalog, split: LogSplitKind = "lea
     columns = column_fields(events.keys[0], events.clock is not None) if events.keys else set()
     schema = ContextSchema.fit((fields[i] for i in training), columns=columns)
     codes = schema.codes_of(fields)
-    data = LogData(schema, np.concatenate([[0], positions + 1]),
+    return LogData(schema, np.concatenate([[0], positions + 1]),
                    np.concatenate([np.zeros((1, len(schema.fields)), np.int64), codes]),
                    np.concatenate([[np.nan], clock]), np.concatenate([[0.0], events.counts]),
-                   {u: s + 1 for u, s in sequences.items()}, None, events.timestamps is not None,
-                   split, seed, int(left_out.sum()))
-    data.validation = _validation_split(events, positions, valid_at, len(catalog), split, seed)
-    return data
+                   {u: s + 1 for u, s in sequences.items()},
+                   _validation_split(events, positions, valid_at, len(catalog), split, seed),
+                   events.timestamps is not None, split, seed, int(left_out.sum()))
 
 
 def _later_uses(users: np.ndarray, positions: np.ndarray, held: np.ndarray,
@@ -211,8 +211,7 @@ def _windows(data: LogData, max_len: int, stride: int | None, rng: np.random.Gen
     return _ContextWindows(data, cut.inputs, cut.targets, max_len)
 
 
-def _blind(codes: torch.Tensor, p: float, generator: torch.Generator | None = None
-           ) -> torch.Tensor:
+def _blind(codes: torch.Tensor, p: float) -> torch.Tensor:
     """Codes with each field set to unknown with chance ``p`` and each whole event with ``p/2``."""
     if p <= 0:
         return codes
