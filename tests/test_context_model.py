@@ -345,6 +345,11 @@ def test_the_pages_show_the_learned_fields_their_effects_and_the_attention(token
     assert at.slider(key="seq_head").max == SMALL["heads"] - 1
     at.switch_page("app_pages/recommend.py").run()
     assert at.selectbox(key="ctx_x_weather").value == "snow"  # kept across pages
+    assert any("weather snow" in c.value for c in at.caption)  # in the situation sentence
+    at.session_state[SEQUENCE_KEY] = None  # detached: the weather is no longer read
+    at.run()
+    assert not at.exception, at.exception
+    assert not any("weather snow" in c.value for c in at.caption)
 
 
 def test_the_plain_model_paths_read_a_context_model_as_one(trained, planted):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import streamlit as st
 
@@ -34,9 +34,18 @@ def prepare() -> PageData:
     if dropped:
         st.info(f"Removed {len(dropped)} history item(s) that are not in {catalog.name}.")
     recommender = state.recommender()
-    context = current_context()
+    context = _readable(current_context(), recommender)
     share_in_url(context, linked_selections())
     return PageData(catalog, recommender, context, current_ranking(recommender, context))
+
+
+def _readable(context: Context, recommender: Recommender) -> Context:
+    """The context with only the log fields the attached model reads: fields set for another
+    model (or for one no longer attached) stay in the editor's state but rank nothing."""
+    model = recommender.sequence_model if recommender.learned_context else None
+    fields = set(model.schema.fields) - set(model.schema.from_time) if model else set()
+    kept = tuple((name, value) for name, value in context.extra if name in fields)
+    return context if kept == context.extra else replace(context, extra=kept)
 
 
 def context_summary(context: Context) -> None:
