@@ -185,12 +185,9 @@ def _add_evaluate_context(sub: _Sub) -> None:
                              "protocol; JSON results")
     cx.add_argument("--events", required=True, help="events file, comma- or tab-separated")
     cx.add_argument("--catalog", help=_CATALOG_HELP)
-    cx.add_argument("--map", nargs="+", default=[], metavar="FIELD=COLUMN",
-                    help="e.g. user=uid item=item_id daytime=Daytime weekend=DayType "
+    _add_log_columns(cx, "e.g. user=uid item=item_id daytime=Daytime weekend=DayType "
                          "place=Location (fields: user item timestamp count daytime weekday "
                          "weekend place city companions device)")
-    cx.add_argument("--context", nargs="+", default=[], metavar="NAME=COLUMN",
-                    help="other categorical context columns, e.g. weather=Weather")
     cx.add_argument("--protocol", choices=CONTEXT_PROTOCOLS, default="repeat",
                     help="repeat: one held-out event per user, nothing masked; discovery: an "
                          "item new to the user, every item used before masked")
@@ -202,6 +199,14 @@ def _add_evaluate_context(sub: _Sub) -> None:
                     help="also rank with a context model trained by train --log (with its "
                          "context, and with every field unknown)")
     cx.add_argument("--out", help=_RESULTS_HELP)
+
+
+def _add_log_columns(parser: argparse.ArgumentParser, map_help: str) -> None:
+    """``--map FIELD=COLUMN …`` and ``--context NAME=COLUMN …``, as train and evaluate-context
+    both spell them."""
+    parser.add_argument("--map", nargs="+", default=[], metavar="FIELD=COLUMN", help=map_help)
+    parser.add_argument("--context", nargs="+", default=[], metavar="NAME=COLUMN",
+                        help="other categorical context columns, e.g. weather=Weather")
 
 
 def _run_evaluate_context(args: argparse.Namespace) -> int:
@@ -273,13 +278,10 @@ def _add_train(sub: _Sub) -> None:
     source.add_argument("--log", help="events CSV or TSV (with --catalog and --map); trains the "
                                       "context model unless --context-entry none")
     tr.add_argument("--catalog", help="catalog CSV for --log")
-    tr.add_argument("--map", nargs="+", default=[], metavar="FIELD=COLUMN",
-                    help="log columns, e.g. user=uid item=app timestamp=ts count=n place=Where "
+    _add_log_columns(tr, "log columns, e.g. user=uid item=app timestamp=ts count=n place=Where "
                          "(context model fields: user item timestamp count daytime weekday "
                          "weekend place city companions device; plain model: user item "
                          "timestamp rating count)")
-    tr.add_argument("--context", nargs="+", default=[], metavar="NAME=COLUMN",
-                    help="other categorical context columns of --log, e.g. weather=Weather")
     tr.add_argument("--split", choices=LOG_SPLITS, default="leave-last-out",
                     help="--log with the context model: hold out each user's last events by time, "
                          "or random ones (drawn with --seed; logs without timestamps). The "

@@ -31,7 +31,7 @@ from ..rank.query import Query
 from .config import LOG_SPLITS, SequenceConfig, TrainConfig
 from .context_model import ContextInput, ContextSASRec
 from .train import EpochLog, EpochProgress, TrainedModel, fit
-from .windows import training_windows
+from .windows import pad_left, training_windows
 
 __all__ = ["ContextRanker", "LogData", "context_input", "edited_query", "field_effects",
            "learned_scores", "log_data", "prediction_attention", "train_context_model"]
@@ -159,14 +159,7 @@ def _validation_split(events: ContextEvents, positions: np.ndarray,
 def _gather(data: LogData, inputs: list[np.ndarray], targets: list[np.ndarray], max_len: int
             ) -> tuple[ContextInput, torch.Tensor]:
     """Windows of event indices (+ 1, 0 = padding) → the model's batch and target items."""
-    def pad(rows: list[np.ndarray]) -> np.ndarray:
-        out = np.zeros((len(rows), max_len), dtype=np.int64)
-        for i, row in enumerate(rows):
-            if len(row):
-                out[i, max_len - len(row):] = row[-max_len:]
-        return out
-
-    events, following = pad(inputs), pad(targets)
+    events, following = pad_left(inputs, max_len), pad_left(targets, max_len)
     # a target index is the event after the input at the same position (0 where none)
     batch = ContextInput(items=torch.from_numpy(data.items[events]),
                          codes=torch.from_numpy(data.codes[events]),

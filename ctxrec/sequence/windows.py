@@ -15,10 +15,11 @@ import torch
 
 from .model import SequenceInput
 
-__all__ = ["TrainingWindows", "prediction_input", "training_windows"]
+__all__ = ["TrainingWindows", "pad_left", "prediction_input", "training_windows"]
 
 
-def _pad_left(rows: Sequence[np.ndarray], length: int) -> np.ndarray:
+def pad_left(rows: Sequence[np.ndarray], length: int) -> np.ndarray:
+    """(len(rows), length) int64: each row's last ``length`` values, right-aligned, 0 before."""
     out = np.zeros((len(rows), length), dtype=np.int64)
     for i, row in enumerate(rows):
         if len(row):
@@ -59,9 +60,9 @@ def _batch(windows: list[np.ndarray], previous: list[np.ndarray],
     seg = np.zeros((len(windows), min(depth, n_summaries), max_len), dtype=np.int64)
     for i, segments in enumerate(summaries):
         if segments:
-            seg[i, :len(segments)] = _pad_left(segments, max_len)
-    return SequenceInput(items=torch.from_numpy(_pad_left(windows, max_len)),
-                         previous=torch.from_numpy(_pad_left(previous, max_len)),
+            seg[i, :len(segments)] = pad_left(segments, max_len)
+    return SequenceInput(items=torch.from_numpy(pad_left(windows, max_len)),
+                         previous=torch.from_numpy(pad_left(previous, max_len)),
                          summaries=torch.from_numpy(seg))
 
 
@@ -92,7 +93,7 @@ class TrainingWindows:
             chosen = order[start:start + batch_size]
             batch = _batch([self.inputs[i] for i in chosen], [self.previous[i] for i in chosen],
                            [self.summaries[i] for i in chosen], self.max_len, self.n_summaries)
-            targets = torch.from_numpy(_pad_left([self.targets[i] for i in chosen], self.max_len))
+            targets = torch.from_numpy(pad_left([self.targets[i] for i in chosen], self.max_len))
             yield batch, targets
 
 
