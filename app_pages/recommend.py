@@ -60,8 +60,9 @@ with right:
             if details.get("description"):
                 st.caption(details["description"])
             st.markdown(f":blue[Why:] {why(ranking, row, catalog.title)}")
-            if ranking.understood is not None and ranking.understood.constraints:
-                st.markdown(limits_note(ranking, row))
+            note = limits_note(ranking, row)
+            if note:
+                st.markdown(note)
             with st.container(horizontal=True):
                 st.button("👍", key=f"fb_up_{item.item_id}", on_click=add_feedback,
                           args=(item.item_id, 1), help="Liked it: add to history")

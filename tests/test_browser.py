@@ -106,6 +106,11 @@ def test_recommend_page_ranks_explains_and_takes_feedback(page):
     first = page.locator("strong", has_text="1. ").first
     first.wait_for()
     assert "recipe" in page.get_by_text("recipe ·").first.inner_text()
+    # what was understood, as chips, and each card's match to the preferences
+    page.get_by_role("button", name="vegetarian", exact=True).wait_for()
+    page.get_by_role("button", name="likes: dinner").wait_for()
+    page.get_by_text("Matches:").first.wait_for()
+    page.screenshot(path=str(SHOTS / "recommend-understood.png"))
     page.locator('[data-testid="stPlotlyChart"] .main-svg').first.wait_for()
     title = first.inner_text().split(". ", 1)[1]
     page.get_by_role("button", name="👍").first.click()

@@ -56,6 +56,19 @@ def test_negation_excludes_and_leaves_the_excluded_out_of_the_soft_text(reader):
     ("something to read", "kind: book or longread"),
     ("pastries on my way to the office", "kind: cafe"),
     ("with the kids", "with kids"),
+    ("something to get me going, 20 min tops", "≤ 20 min"),
+    ("got 10 minutes before I leave the house", "≤ 10 min"),
+    ("a lunch break that doesn't involve a screen", "no screen"),
+    ("a short read for the bus", "kind: book or longread"),
+    ("a short read for the bus", "on the way"),
+    ("something on my phone", "on phone"),
+    ("a long movie, I have all evening", "≥ 2 h"),
+    ("game night, there'll be 6 of us", "with friends"),
+    ("game night, there'll be 6 of us", "kind: game"),
+    ("a grown-up night out", "out"),
+    ("something for the plane", "travelling"),
+    ("a quick vegetarian dinner", "vegetarian"),
+    ("dinner idea, nothing with meat", "vegetarian"),
 ])
 def test_limits_are_read(reader, text, expected):
     assert expected in labels(reader.read(text))
@@ -66,6 +79,44 @@ def test_the_longest_phrase_names_the_kind_and_hints_are_activities(reader):
     assert labels(reader.read("teach me something about food")) == []  # a topic, not a meal
     assert labels(reader.read("I want to learn something over lunch")) == ["midday"]
     assert "kind: cafe or recipe or restaurant" in labels(reader.read("a quick lunch"))
+
+
+def test_tags_and_moods_asked_for_are_preferences_but_not_when_negated(reader):
+    reading = reader.read("a comedy with some jazz, nothing scary")
+    liked = {c.label for c in reading.preferences}
+    assert {"likes: comedy", "likes: jazz", "likes: funny"} <= liked
+    assert "not: tense" in labels(reading) and "likes: tense" not in liked
+    assert reader.read("something uplifting").preferences[0].label == "likes: cheerful"
+    # a tag that names a kind or a situation is read as that limit, not again as a preference
+    assert reader.read("a podcast for the morning").preferences == ()
+    assert reading.without(["like-tag-jazz"]).preferences == tuple(
+        c for c in reading.preferences if c.key != "like-tag-jazz")
+
+
+def test_a_diet_limits_food_only_and_an_untagged_dish_is_not_known_to_be_meat_free(reader,
+                                                                                   catalog):
+    reading = reader.read("a quick vegetarian dinner to cook tonight")
+    diet = next(c for c in reading.constraints if c.kind == "diet")
+    assert "likes: vegetarian" not in {c.label for c in reading.preferences}
+    broken = diet.breaks(catalog)
+    for position, row in enumerate(catalog.items.itertuples()):
+        food = row.category in ("recipe", "restaurant", "cafe")
+        assert broken[position] == (food and not {"vegetarian", "vegan"} & set(row.tags))
+
+
+def test_a_preference_lifts_the_items_that_carry_it_and_the_card_says_so(recommender, catalog):
+    from ctxrec.rank.explain import limits_note
+
+    context = Context(intent="something with jazz for the evening")
+    ranking = recommender.recommend(context, k=10)
+    jazz = [i for i in catalog.items["id"] if "jazz" in catalog.record(i)["tags"]]
+    plain = recommender.recommend(context, k=10, dropped=["like-tag-jazz"])
+    assert sum(i in jazz for i in ranking.table["item_id"]) > \
+        sum(i in jazz for i in plain.table["item_id"])
+    first = next(r for r, i in enumerate(ranking.table["item_id"]) if i in jazz)
+    assert ranking.table["liked"].iloc[first] == ("likes: jazz",)
+    assert ":blue[Matches:] jazz" in limits_note(ranking, first)
+    assert "liked" not in plain.table
 
 
 def test_free_time_and_gluten_free_are_not_a_price(reader):

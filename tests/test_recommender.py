@@ -7,6 +7,7 @@ import pytest
 from ctxrec import (COMPONENTS, Context, HistoryEntry, Recommender, RecommenderConfig, Weights,
                     adaptive_weights, read_catalog_csv, why)
 from ctxrec.rank.components import history_attention
+from ctxrec.rank.weights import INTENT_CONTEXT_WEIGHT
 
 EVENING = Context(when=datetime(2026, 11, 21, 20, 0), place="home", device="tv",
                   companions=("partner",))
@@ -48,7 +49,9 @@ def test_contributions_are_weight_times_the_standardised_component(recommender):
     table, weights = ranking.table, ranking.weights
     positions = [recommender.catalog.position(h.item_id) for h in THRILLER.history]
     signals = tuple(h.signal for h in THRILLER.history)
-    raw = {"intent": recommender.intent_scores(THRILLER.intent),
+    reading = recommender.read_intent(THRILLER.intent)  # "likes: tense, thriller"
+    assert reading.preferences and reading.soft_text == THRILLER.intent
+    raw = {"intent": recommender.intent_scores(THRILLER.intent, reading.preferences),
            "mood": recommender.mood_scores(THRILLER.intent),
            "context": recommender.context_scores(THRILLER),
            "history": recommender.history_scores(tuple(positions), signals)[0]}
@@ -142,7 +145,9 @@ def test_manual_weights_with_one_component_rank_by_it(recommender):
     ranking = recommender.recommend(replace(EVENING, intent="a walk in the hills"), k=10,
                                     weights=Weights.manual({"intent": 1.0}))
     table = ranking.table
-    best = np.argsort(-recommender.intent_scores("a walk in the hills"), kind="stable")[:10]
+    liked = recommender.read_intent("a walk in the hills").preferences  # "likes: hills"
+    best = np.argsort(-recommender.intent_scores("a walk in the hills", liked),
+                      kind="stable")[:10]
     assert table["item_id"].tolist() == [recommender.catalog.ids[p] for p in best]
     assert (table[["history", "context", "mood", "popularity"]] == 0).all().all()
     with pytest.raises(ValueError, match="unknown components"):
@@ -160,6 +165,9 @@ def test_adaptive_weights_follow_the_context():
     cold = adaptive_weights(False, False, True, True)
     assert cold["history"] == 0 and cold["context"] == 1.0 and cold["popularity"] == 0.4
     assert any("Cold start" in r for r in cold.reasons) and cold.mode == "adaptive"
+    # a request read in a situation the catalog can match: the context weighs more
+    assert adaptive_weights(True, True, True, True)["context"] == INTENT_CONTEXT_WEIGHT > \
+        adaptive_weights(True, True, True, False)["context"]
 
 
 def test_unknown_history_ids_are_ignored_and_reported(recommender):

@@ -20,7 +20,7 @@ def dropped_constraints(recommender: Recommender, context: Context) -> list[str]
     if not context.intent.strip() or key not in st.session_state:
         return []
     kept = set(st.session_state[key] or ())
-    return [c.key for c in recommender.read_intent(context.intent).constraints
+    return [c.key for c in recommender.read_intent(context.intent).understood
             if c.key not in kept]
 
 
@@ -31,10 +31,10 @@ def render_intent_chips(recommender: Recommender, context: Context) -> None:
     reading = recommender.read_intent(context.intent)
     for note in reading.notes:
         st.caption(note)
-    if not reading.constraints:
-        st.caption("No limit read from the intent: it is ranked by meaning alone.")
+    if not reading.understood:
+        st.caption("No limit or preference read from the intent: it is ranked by meaning alone.")
         return
-    labels = {c.key: c.label for c in reading.constraints}
-    st.pills("Understood from the intent — click a chip to drop that limit", list(labels),
+    labels = {c.key: c.label for c in reading.understood}
+    st.pills("Understood from the intent — click a chip to drop it", list(labels),
              selection_mode="multi", default=list(labels), format_func=labels.get,
-             key=_chips_key(context.intent))
+             key=_chips_key(context.intent), width="stretch")

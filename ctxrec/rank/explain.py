@@ -63,16 +63,20 @@ def why(ranking: Ranking, row: int, title_of: Callable[[str], str] | None = None
 
 
 def limits_note(ranking: Ranking, row: int) -> str:
-    """Which limits read from the intent the item at ``row`` keeps and which it breaks, in
-    Markdown ("" when none were read)."""
-    if ranking.understood is None or not ranking.understood.constraints:
+    """Which limits read from the intent the item at ``row`` keeps and which it breaks, and which
+    of the preferences it matches, in Markdown ("" when none were read)."""
+    if ranking.understood is None or not ranking.understood.understood:
         return ""
     broken = set(ranking.table["broken"].iloc[row]) if "broken" in ranking.table else set()
     labels = [c.label for c in ranking.understood.constraints]
     kept = [label for label in labels if label not in broken]
+    liked = ranking.table["liked"].iloc[row] if "liked" in ranking.table else ()
     parts = []
     if kept:
         parts.append(":green[Keeps:] " + ", ".join(kept))
     if broken:
         parts.append(":red[Breaks:] " + ", ".join(label for label in labels if label in broken))
+    if liked:
+        parts.append(":blue[Matches:] " + ", ".join(label.removeprefix("likes: ")
+                                                    for label in liked))
     return " · ".join(parts)

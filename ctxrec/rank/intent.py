@@ -9,6 +9,8 @@ clause), and returns:
 * **constraints**: limits an item can break — duration, price, screen, indoors/outdoors and place,
   audience, time of day, kind of item — and **exclusions**: kinds, moods and tags that were
   negated. The recommender ranks every item that breaks one below every item that keeps them all;
+* **preferences**: the catalog's tags the intent names outside a negation ("a comedy", "something
+  with jazz"), which raise the intent component of the items that carry them;
 * **soft text**: the intent without the negated clauses and the limits, for the intent and mood
   components, so "nothing sad, something light" is encoded as "something light".
 
@@ -32,7 +34,7 @@ import numpy as np
 
 from ..data.catalog import Catalog
 
-__all__ = ["Constraint", "IntentReader", "ReadIntent"]
+__all__ = ["ColumnValues", "Constraint", "IntentReader", "ReadIntent"]
 
 SCOPE_WORDS = 4  # a negation reaches at most this many words
 MAX_READ_CHARS = 2_000  # the rules read the first 2,000 characters; the encoder clips its own
@@ -43,10 +45,11 @@ KIND_WORDS = {
     "series": r"series|tv shows?|box ?sets?|episodes?|binge",
     "music": r"music|album|playlist|songs?|tunes",
     "podcast": r"podcasts?",
-    "book": r"books?|novels?|something to read|to read|reading",
-    "longread": r"longreads?|long reads?|articles?|essays?|something to read|to read|reading",
+    "book": r"books?|novels?|something to read|to read|reading|(?:a|short|quick|good) read",
+    "longread": (r"longreads?|long reads?|articles?|essays?|something to read|to read|reading|"
+                 r"(?:a|short|quick|good) read"),
     "recipe": r"recipes?|to cook|cooking|to bake|baking|make (?:dinner|lunch|breakfast)",
-    "game": r"games|(?:a|board|card|video|party|puzzle|word) ?games?|to play",
+    "game": r"games|(?:a|board|card|video|party|puzzle|word) ?games?|game night|to play",
     "restaurant": r"restaurants?|dinner out|eat(?:ing)? out|lunch out",
     "cafe": r"caf[eé]s?|coffee|pastr(?:y|ies)|croissants?",
     "event": r"events?|concerts?|gigs?|festivals?|exhibitions?|live music|workshops?",
@@ -80,9 +83,14 @@ BOUNDARY = (r"[,.;:!?()\n]| but | just | rather | instead | only | though | plea
             r"these | tonight| today| tomorrow")
 SCREEN = (r"screen[- ]?free|no screens?|without (?:a |any )?screens?|off[- ](?:the )?screens?|"
           r"away from (?:the )?screens?|unplugged|no devices?|not on (?:a|my) (?:phone|screen)|"
-          r"(?:anything but|not) (?:a |any )?screens?|no wi-?fi|offline")
+          r"(?:anything but|not) (?:a |any )?screens?|no wi-?fi|offline|"
+          r"(?:doesn'?t|does not|don'?t|do not|won'?t) (?:involve|need|use) (?:a |any )?screens?")
 FREE = r"(?<![-\w])free(?![-\w])(?! (?:time|evening|afternoon|morning|day|weekend|hour))"
 FREE_PHRASES = r"no money|without spending|costs? nothing|for nothing|zero cost|no cost"
+# meat-free food: recipes, restaurants and cafés must be tagged vegetarian or vegan
+DIET = (r"vegetarian|veggie|vegan|meat[- ]?free|meatless|plant[- ]based|"
+        r"(?:no|without|nothing with|not any) meat")
+FOOD_KINDS = ("recipe", "restaurant", "cafe")
 CHEAP = r"cheap|budget|inexpensive|low[- ]cost|affordable|not expensive|on a shoestring"
 # key → (words, chip label, the places an item must list one of); rain means indoors
 PLACE_LIMITS = {
@@ -92,27 +100,44 @@ PLACE_LIMITS = {
                  ("outdoors", "travel")),
     "at-home": (r"at home|on the (?:sofa|couch)|from home|stay(?:ing)? in|(?:a )?night in",
                 "at home", ("home",)),
-    "commute": (r"commut\w*|on (?:my|the) way|on the (?:train|bus|tube|metro)", "on the way",
+    "commute": (r"commut\w*|on (?:my|the) way|(?:on|for) the (?:train|bus|tube|metro)",
+                "on the way",
                 ("commute",)),
+    "out": (r"(?:night|evening|afternoon|day) out|go(?:ing)? out|out (?:in|on) the town|in town|"
+            r"out and about", "out", ("city", "outdoors", "travel")),
+    "travel": (r"plane|flights?|airport|hotel|on (?:a|the) train|train (?:ride|journey)",
+               "travelling", ("travel", "commute")),
 }
 AUDIENCE = {
     "kids": r"kids?|children|child|toddlers?|little ones?|family|son|daughter|\d+ ?yo|teen\w*",
     "partner": r"date night|a date|my (?:partner|wife|husband|girlfriend|boyfriend)|for two",
-    "friends": r"friends|mates|a group|the gang|party",
+    "friends": (r"friends|mates|a group|the gang|party|(?:\d+|three|four|five|six|seven|eight) "
+                r"of us"),
     "alone": r"alone|by myself|on my own|solo|just me",
     "colleagues": r"colleagues|co-?workers|my team|the team",
 }
+# "on my phone": the item must be usable on that device
+DEVICES = {"phone": r"(?:on|for) (?:my|the|a) (?:phone|mobile)",
+           "tablet": r"(?:on|for) (?:my|the|a) (?:tablet|ipad)",
+           "tv": r"on (?:the|my|a) (?:tv|telly|big screen)",
+           "laptop": r"(?:on|for) (?:my|the|a) (?:laptop|computer|pc)"}
 DAYTIME = {
     "morning": r"breakfast|this morning|in the morning",
     "midday": r"lunch|midday|noon",
     "evening": r"tonight|this evening|dinner|after work",
     "night": r"tonight|late[- ]night|midnight|can'?t sleep|insomnia|bedtime",
 }
+SITUATION_COLUMNS = ("dayparts", "days", "places", "devices", "companions")
 UNITS = {"min": 1, "mins": 1, "minute": 1, "minutes": 1, "m": 1, "h": 60, "hr": 60, "hrs": 60,
          "hour": 60, "hours": 60}
 AT_MOST = (r"nothing longer than|no longer than|not longer than|not more than|not over|under|"
            r"less than|at most|no more than|within|max(?:imum)?|up to|shorter than|<")
 AT_LEAST = r"over|more than|at least|longer than|>"
+LONG_FILM = r"\b(?:long|epic) (?:film|movie)"  # a long film runs two hours or more
+LONG_FILM_MINUTES = 120
+# after the amount: "20 min tops", "30 minutes max"; before it: "got 10 minutes", "only an hour"
+AT_MOST_AFTER = r"tops|max(?:imum)?|or less|at most|at the most"
+AT_MOST_HAVE = r"(?:i'?ve |i )?(?:got|have|only|just)(?: got)?"
 AMOUNT = r"(\d+(?:\.\d+)?|an?|half an?)\s*-?\s*(minutes?|mins?|m|hours?|hrs?|h)\b"
 
 
@@ -123,11 +148,13 @@ class Constraint:
     Attributes:
         key: stable id (e.g. ``duration<=20``), for removing it.
         label: what the person sees on its chip, e.g. "≤ 20 min", "no screen", "not: horror".
-        kind: duration, price, screen, place, audience, daytime, kind or exclusion.
+        kind: duration, price, diet, screen, place, audience, daytime, kind, exclusion, or
+            preference (soft: see :attr:`ReadIntent.preferences`).
         column: the catalog column it tests.
         values: (list columns and category) the values an item must have one of, or, for
             exclusions, must have none of.
         limit: (duration) the bound in minutes; ``at_most`` says which side.
+        within: the categories it applies to (all items when empty): a diet limits food only.
     """
 
     key: str
@@ -137,25 +164,66 @@ class Constraint:
     values: tuple[str, ...] = ()
     limit: float | None = None
     at_most: bool = True
+    within: tuple[str, ...] = ()
 
-    def breaks(self, catalog: Catalog) -> np.ndarray:
+    def has(self, catalog: Catalog, index: ColumnValues | None = None) -> np.ndarray:
+        """(N,) booleans: the items of ``catalog`` whose column holds one of ``values``
+        (``index``: the catalog's :class:`ColumnValues`, so a new request loops over nothing)."""
+        held = (index or ColumnValues(catalog))(self.column)
+        out = np.zeros(len(catalog.items), dtype=bool)
+        for value in self.values:
+            if value in held:
+                out |= held[value]
+        return out
+
+    def breaks(self, catalog: Catalog, index: ColumnValues | None = None) -> np.ndarray:
         """(N,) booleans: the items of ``catalog`` that break it; an item without the column's
         value is not counted as breaking it (nothing is known)."""
         items = catalog.items
         if self.column not in items:
             return np.zeros(len(items), dtype=bool)
-        column = items[self.column]
         if self.kind == "duration":
-            minutes = column.to_numpy(dtype=float)
+            minutes = items[self.column].to_numpy(dtype=float)
             with np.errstate(invalid="ignore"):
                 return (minutes > self.limit) if self.at_most else (minutes < self.limit)
-        wanted = set(self.values)
-        has = np.array([_values(v) for v in column], dtype=object)
+        index = index or ColumnValues(catalog)
         if self.kind == "screen":  # screen-free: devices empty, or a speaker among them
-            return np.array([bool(v) and "speaker" not in v for v in has])
+            return index.stated(self.column) & ~replace(self, values=("speaker",)).has(catalog,
+                                                                                      index)
         if self.kind == "exclusion":
-            return np.array([bool(v & wanted) for v in has])
-        return np.array([bool(v) and not (v & wanted) for v in has])
+            return self.has(catalog, index)
+        if self.kind == "diet":  # an untagged dish is not known to be meat-free
+            return replace(self, column="category", values=self.within).has(catalog, index) & \
+                ~self.has(catalog, index)
+        return index.stated(self.column) & ~self.has(catalog, index)
+
+
+class ColumnValues:
+    """Which items of a catalog hold each value of a column (its lists split), built once per
+    column on first use: ``index("tags")["jazz"]`` is an (N,) boolean array."""
+
+    def __init__(self, catalog: Catalog):
+        self.catalog = catalog
+        self._columns: dict[str, dict[str, np.ndarray]] = {}
+        self._stated: dict[str, np.ndarray] = {}
+
+    def __call__(self, column: str) -> dict[str, np.ndarray]:
+        if column not in self._columns:
+            items = self.catalog.items
+            n = len(items)
+            held: dict[str, np.ndarray] = {}
+            stated = np.zeros(n, dtype=bool)
+            for row, cell in enumerate(items[column] if column in items else ()):
+                for value in _values(cell):
+                    held.setdefault(value, np.zeros(n, dtype=bool))[row] = True
+                    stated[row] = True
+            self._columns[column], self._stated[column] = held, stated
+        return self._columns[column]
+
+    def stated(self, column: str) -> np.ndarray:
+        """(N,) booleans: the items with at least one value in ``column``."""
+        self(column)
+        return self._stated[column]
 
 
 def _values(cell) -> set[str]:
@@ -175,16 +243,27 @@ class ReadIntent:
         constraints: hard limits and exclusions, in the order they were found.
         soft_text: the intent without negated clauses and limits, for the encoder ("" when
             nothing is left).
+        notes: what the person should know about how the text was read.
+        preferences: the catalog's tags named outside a negation (kind ``preference``): soft, an
+            item that lacks them breaks nothing.
     """
 
     text: str
     constraints: tuple[Constraint, ...] = ()
     soft_text: str = ""
     notes: tuple[str, ...] = field(default_factory=tuple)
+    preferences: tuple[Constraint, ...] = ()
+
+    @property
+    def understood(self) -> tuple[Constraint, ...]:
+        """Limits, exclusions and preferences: everything shown as a chip."""
+        return self.constraints + self.preferences
 
     def without(self, keys: Collection[str]) -> ReadIntent:
-        """The same reading with the constraints whose key is in ``keys`` removed."""
-        return replace(self, constraints=tuple(c for c in self.constraints if c.key not in keys))
+        """The same reading with the constraints and preferences whose key is in ``keys``
+        removed."""
+        return replace(self, constraints=tuple(c for c in self.constraints if c.key not in keys),
+                       preferences=tuple(c for c in self.preferences if c.key not in keys))
 
 
 class IntentReader:
@@ -210,6 +289,12 @@ class IntentReader:
         for kind in self.kinds - set(words):  # an uploaded catalog's own categories
             words[kind] = re.escape(kind.lower()) + "s?"
         self._kind_words = {k: re.compile(rf"\b(?:{v})\b") for k, v in words.items()}
+        # a diet limit needs a catalog that tags meat-free food
+        self._diet_kinds = tuple(k for k in FOOD_KINDS if k in self.kinds) \
+            if self.tags & {"vegetarian", "vegan"} else ()
+        # tags that name a situation ("morning", "home", "kids") are the context component's
+        self._situation_words = {str(v) for column in SITUATION_COLUMNS if column in items
+                                 for cell in items[column] for v in _values(cell)}
         spoken = {t.replace("-", " "): t for t in self.tags if len(t) > 2}
         self._tag_words = spoken
         self._tag_pattern = re.compile(r"\b(?:" + "|".join(
@@ -230,7 +315,22 @@ class IntentReader:
         found += self._positive(kept)
         unique = list({c.key: c for c in found}.values())
         soft = " ".join(re.sub(rf"\b(?:{NEGATION})\b", " ", kept).split()).strip(" ,.;:-")
-        return ReadIntent(text, tuple(unique), soft, tuple(notes))
+        limited = {v for c in unique for v in c.values}  # "vegetarian" is a limit already
+        liked = tuple(c for c in self._preferences(kept) if not set(c.values) & limited)
+        return ReadIntent(text, tuple(unique), soft, tuple(notes), liked)
+
+    def _preferences(self, text: str) -> tuple[Constraint, ...]:
+        moods = [mood for mood, pattern in MOOD_WORDS.items()
+                 if mood in self.moods and re.search(rf"\b(?:{pattern})\b", text)]
+        found = [Constraint(f"like-mood-{mood}", f"likes: {mood}", "preference", "mood", (mood,))
+                 for mood in moods]
+        if self._tag_pattern is not None:
+            tags = dict.fromkeys(self._tag_words[m.group(0)]
+                                 for m in self._tag_pattern.finditer(text.replace("-", " ")))
+            found += [Constraint(f"like-tag-{tag}", f"likes: {tag}", "preference", "tags", (tag,))
+                      for tag in tags
+                      if tag not in self._situation_words | self.kinds and tag not in moods]
+        return tuple(found)
 
     def _spelled(self, word: str) -> str:
         """``word``, or the rule word it is a slip of (only for words the vocabulary lacks)."""
@@ -252,11 +352,28 @@ class IntentReader:
                                             f"{sign} {_duration_label(minutes)}", "duration",
                                             "duration_min", limit=minutes, at_most=side))
             text = re.sub(rf"\b(?:{pattern})\s*{AMOUNT}", " ", text)
+        for pattern in (rf"\b{AMOUNT}\s*(?:{AT_MOST_AFTER})\b",
+                        rf"\b(?:{AT_MOST_HAVE})\s+{AMOUNT}"):
+            for match in re.finditer(pattern, text):
+                minutes = _minutes(match.group(1), match.group(2))
+                if minutes:
+                    found.append(Constraint(f"duration<={minutes:g}",
+                                            f"≤ {_duration_label(minutes)}", "duration",
+                                            "duration_min", limit=minutes, at_most=True))
+            text = re.sub(pattern, " ", text)
+        if re.search(LONG_FILM, text):
+            found.append(Constraint(f"duration>={LONG_FILM_MINUTES}",
+                                    f"≥ {_duration_label(LONG_FILM_MINUTES)}", "duration",
+                                    "duration_min", limit=LONG_FILM_MINUTES, at_most=False))
         for match in re.finditer(r"\b(\d+)\s*\+\s*(hours?|hrs?|h|minutes?|mins?)\b", text):
             minutes = _minutes(match.group(1), match.group(2))
             found.append(Constraint(f"duration>={minutes:g}", f"≥ {_duration_label(minutes)}",
                                     "duration", "duration_min", limit=minutes, at_most=False))
         text = re.sub(r"\b(\d+)\s*\+\s*(hours?|hrs?|h|minutes?|mins?)\b", " ", text)
+        if self._diet_kinds and re.search(rf"\b(?:{DIET})\b", text):
+            found.append(Constraint("diet-vegetarian", "vegetarian", "diet", "tags",
+                                    ("vegetarian", "vegan"), within=self._diet_kinds))
+            text = re.sub(rf"\b(?:{DIET})\b", " vegetarian ", text)
         for pattern, constraint in (
                 (SCREEN, Constraint("screen", "no screen", "screen", "devices")),
                 (FREE_PHRASES, Constraint("price-free", "free", "price", "price", ("free",))),
@@ -305,8 +422,9 @@ class IntentReader:
     def _positive(self, text: str) -> list[Constraint]:
         out = []
         kinds = self._kinds(text)
-        # a hint names an activity, not a topic or a time: "about food", "over lunch"
-        hinted = re.sub(r"\babout \w+|\b(?:over|at|during|on my) lunch(?: break)?\b", " ", text)
+        # a hint names an activity, not a topic or a time: "about food", "over lunch", "lunch break"
+        hinted = re.sub(r"\babout \w+|\b(?:over|at|during|on my) lunch\b|"
+                        r"\blunch ?(?:break|hour)\b", " ", text)
         if not kinds:
             for group, pattern in KIND_HINTS.items():
                 if re.search(rf"\b(?:{pattern})\b", hinted):
@@ -326,6 +444,10 @@ class IntentReader:
                 values = ("kids", "family") if who == "kids" else (who,)
                 out.append(Constraint(f"with-{who}", f"with {who}" if who != "alone" else
                                       "alone", "audience", "companions", values))
+        for device, pattern in DEVICES.items():
+            if re.search(rf"\b(?:{pattern})\b", text):
+                out.append(Constraint(f"device-{device}", f"on {device}", "device", "devices",
+                                      (device,)))
         times = tuple(t for t, pattern in DAYTIME.items() if re.search(rf"\b(?:{pattern})\b",
                                                                           text))
         if times:
@@ -337,9 +459,9 @@ class IntentReader:
 @lru_cache(maxsize=1)
 def _rule_words() -> list[str]:
     """The plain words the rules look for, for spelling correction."""
-    patterns = [*KIND_WORDS.values(), *MOOD_WORDS.values(), *AUDIENCE.values(),
+    patterns = [*KIND_WORDS.values(), *MOOD_WORDS.values(), *AUDIENCE.values(), *DEVICES.values(),
                 *DAYTIME.values(), *KIND_HINTS.values(), *(p for p, _, _ in PLACE_LIMITS.values()),
-                NEGATION, SCREEN, CHEAP, "something anything"]
+                NEGATION, SCREEN, CHEAP, DIET, "something anything"]
     # whole words only: "commut" in "commut\\w*" is a stem, not a spelling to correct toward
     whole = r"(?<![\\\w])[a-z]{5,}(?![\w\\(?*])"
     return sorted({w for p in patterns for w in re.findall(whole, p)})

@@ -16,6 +16,10 @@ COMPONENTS = ("intent", "history", "sequence", "context", "mood", "popularity", 
 DEFAULT_WEIGHTS = {"intent": 1.0, "history": 0.5, "sequence": 1.0, "context": 0.5, "mood": 0.25,
                    "popularity": 0.15, "constraints": 1.0}
 
+# With an intent and a catalog that states each item's dayparts, places and companions, what the
+# person typed is read in their situation: on the judged intents (assets/intents.jsonl) weights 1.5
+# and 2 both lift graded NDCG@10 from 0.58 to 0.65 against 0.5, and both halves of the set agree.
+INTENT_CONTEXT_WEIGHT = 1.5
 
 @dataclass(frozen=True)
 class Weights:
@@ -92,6 +96,11 @@ def adaptive_weights(has_intent: bool, has_history: bool, has_popularity: bool,
         if has_popularity:
             w["popularity"] = 0.4
             reasons.append("Cold start: popular items get a stronger prior (weight 0.4).")
+    elif has_intent and has_attributes:
+        w["context"] = INTENT_CONTEXT_WEIGHT
+        reasons.append("The catalog states when, where and with whom each item fits, and a request "
+                       "is made in a situation: context weight "
+                       f"{INTENT_CONTEXT_WEIGHT} (chosen on the judged intents).")
     if not has_popularity:
         w["popularity"] = 0.0
         reasons.append("This catalog has no interaction counts, so popularity is off.")
