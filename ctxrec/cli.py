@@ -89,21 +89,53 @@ def _add_recommend(sub: _Sub) -> None:
     rec.add_argument("-k", type=int, default=10)
     rec.add_argument("--catalog", help=_CATALOG_HELP)
     rec.add_argument("--model", default=None, help="encoder id or folder")
+    _add_intent_model(rec)
+
+
+def _add_intent_model(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--intent-model", default=None, metavar="LLM",
+                        help="also ask this causal LM (Hugging Face id, folder, or 'packaged' "
+                             "for SmolLM2-135M) which kind a request wants when the rules name "
+                             "none; a confident answer is a preference. Off by default: the "
+                             "packaged model guesses badly (see the README)")
+
+
+def _intent_model(name: str | None):
+    """The causal LM for ``--intent-model``, loaded before the encoder so a bad name fails
+    first."""
+    if not name:
+        return None
+    from .llm.models import DEFAULT_LLM, load_llm
+
+    return load_llm(DEFAULT_LLM if name == "packaged" else name)
+
+
+def _attach_intent_model(recommender, llm) -> None:
+    if llm is not None:
+        from .llm.kinds import KindReader
+
+        recommender.attach_kind_reader(KindReader(llm, recommender.reader.kinds))
 
 
 def _run_recommend(args: argparse.Namespace) -> int:
     from .rank.recommender import Recommender
 
+    llm = _intent_model(args.intent_model)
     catalog, encoder, vectors = _catalog_and_vectors(args.catalog, args.model)
     history = tuple([HistoryEntry(i, 1) for i in args.liked] +
                     [HistoryEntry(i, -1) for i in args.disliked])
     context = Context(history=history, when=args.when or datetime.now(), place=args.place,
                       device=args.device, companions=tuple(args.companions), intent=args.intent)
-    ranking = Recommender(catalog, encoder, vectors).recommend(context, k=args.k)
+    recommender = Recommender(catalog, encoder, vectors)
+    _attach_intent_model(recommender, llm)
+    ranking = recommender.recommend(context, k=args.k)
     for line in ranking.notes + list(ranking.weights.reasons):
         print(f"note: {line}", file=sys.stderr)
+    if ranking.understood is not None and ranking.understood.understood:
+        print("note: understood from the intent: " +
+              ", ".join(c.label for c in ranking.understood.understood), file=sys.stderr)
     columns = ["rank", "item_id", "title", "score", "intent", "history", "context", "mood",
-               "popularity"]
+               "popularity"] + (["constraints"] if "constraints" in ranking.table else [])
     print(ranking.table[columns].to_string(index=False, float_format=lambda v: f"{v:+.3f}"))
     return 0
 
@@ -238,6 +270,7 @@ def _add_evaluate_intents(sub: _Sub) -> None:
     it.add_argument("-k", type=int, default=10)
     it.add_argument("--model", default=None)
     it.add_argument("--out", help=_RESULTS_HELP)
+    _add_intent_model(it)
 
 
 def _run_evaluate_intents(args: argparse.Namespace) -> int:
@@ -245,10 +278,12 @@ def _run_evaluate_intents(args: argparse.Namespace) -> int:
     from .experiments.intents import evaluate_intents
     from .rank.recommender import Recommender
 
+    llm = _intent_model(args.intent_model)
     catalog, encoder, vectors = _catalog_and_vectors(args.catalog, args.model)
     judged = load_judged_intents(args.intents or JUDGED_PATH, catalog)
-    run = evaluate_intents(Recommender(catalog, encoder, vectors), judged, k=args.k,
-                           progress=_print_stage)
+    recommender = Recommender(catalog, encoder, vectors)
+    _attach_intent_model(recommender, llm)
+    run = evaluate_intents(recommender, judged, k=args.k, progress=_print_stage)
     _write_results(run, args.out)
     return 0
 

@@ -22,8 +22,9 @@ def test_recommend_prints_the_librarys_ranking(recommender):
                "2026-11-21T20:00", "--with", "friends", "-k", "5")
     assert out.returncode == 0, out.stderr
     header, *lines = out.stdout.strip().splitlines()
-    columns = ["score", "intent", "history", "context", "mood", "popularity"]
+    columns = ["score", "intent", "history", "context", "mood", "popularity", "constraints"]
     assert header.split() == ["rank", "item_id", "title", *columns]
+    assert "understood from the intent: kind: game, with friends" in out.stderr
     # the CLI's defaults: no history, at home, on the phone
     context = Context(when=datetime(2026, 11, 21, 20, 0), place="home", device="phone",
                       companions=("friends",), intent="a board game for friends")
@@ -31,8 +32,9 @@ def test_recommend_prints_the_librarys_ranking(recommender):
     assert len(lines) == len(expected) == 5
     for line, row in zip(lines, expected.itertuples()):
         words = line.split()
-        assert words[:2] == [str(row.rank), row.item_id] and " ".join(words[2:-6]) == row.title
-        printed = np.array(words[-6:], dtype=float)
+        n = len(columns)
+        assert words[:2] == [str(row.rank), row.item_id] and " ".join(words[2:-n]) == row.title
+        printed = np.array(words[-n:], dtype=float)
         np.testing.assert_allclose(printed, [getattr(row, c) for c in columns], atol=5.1e-4)
 
 
@@ -44,8 +46,9 @@ def test_bad_catalog_is_a_clear_error(tmp_path):
     assert "Traceback" not in out.stderr
 
 
-@pytest.mark.parametrize("flags", [["--catalog", "missing.csv"], ["--model", "no-such-model"]],
-                         ids=["missing catalog", "missing model folder"])
+@pytest.mark.parametrize("flags", [["--catalog", "missing.csv"], ["--model", "no-such-model"],
+                                   ["--intent-model", "no-such-llm"]],
+                         ids=["missing catalog", "missing model folder", "missing intent model"])
 def test_bad_recommend_input_exits_2_with_one_line(tmp_path, capsys, flags):
     flags = [flags[0], str(tmp_path / flags[1])]
     assert main(["recommend", *flags]) == 2

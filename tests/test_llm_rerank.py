@@ -278,3 +278,30 @@ def test_offline_evaluation_reorders_only_the_first_stages_top_k(tiny, tiny_movi
             else:
                 reordered = reordered or not np.array_equal(order_a[:5], order_b[:5])
     assert reordered  # a heavy LLM weight does change the order within the top five
+
+
+def test_a_kind_reader_answers_only_where_the_rules_name_no_kind(packaged, catalog, encoder,
+                                                                   vectors):
+    from ctxrec.llm.kinds import KindReader
+    from ctxrec.rank.recommender import Recommender
+
+    kinds = sorted(set(catalog.items["category"]))
+    reader = KindReader(packaged, kinds, threshold=0.0)  # every answer counts
+    probs = reader.probabilities("keep my five-year-old busy on the train")
+    assert list(probs) == kinds and abs(sum(probs.values()) - 1) < 1e-3
+    assert len(set(probs.values())) > 1  # the prompt moved the distribution
+    recommender = Recommender(catalog, encoder, vectors)  # its own: attaching changes readings
+    recommender.attach_kind_reader(reader)
+    asked = recommender.read_intent("keep my five-year-old busy on the train")
+    guess = [c for c in asked.preferences if c.key.startswith("like-kind-")]
+    assert len(guess) == 1 and guess[0].values[0] == max(probs, key=probs.get)
+    assert "SmolLM2" in guess[0].label
+    ranking = recommender.recommend(Context(intent="keep my five-year-old busy on the train"))
+    assert guess[0].label in {c.label for c in ranking.understood.preferences}
+    named = recommender.read_intent("a podcast for the train")  # the rules named the kind
+    assert not any(c.key.startswith("like-kind-") for c in named.preferences)
+    recommender.attach_kind_reader(None)
+    assert not any(c.key.startswith("like-kind-") for c in
+                   recommender.read_intent("keep my five-year-old busy on the train").preferences)
+    with pytest.raises(ValueError, match="same token"):
+        KindReader(packaged, ["film", "film"])

@@ -58,6 +58,7 @@ def evaluate_intents(recommender: Recommender, judged: Sequence[JudgedIntent], k
                          "by_constraint": _by_constraint(rows, f"ndcg@{k}", k)}
     return {"kind": "intents", "intents": len(judged), "k": k,
             "encoder": recommender.encoder.name, "commit": code_version(),
+            "intent_model": getattr(recommender.kind_reader, "name", None),
             "created": datetime.now().isoformat(timespec="seconds"),
             "results": summary,
             "p_ndcg_reader_vs_none": paired_test(np.array([r[metric] for r in first]),

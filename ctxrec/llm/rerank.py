@@ -42,7 +42,7 @@ from ..rank.recommender import Ranking
 from .models import DEFAULT_LLM, CausalLM, load_llm
 
 __all__ = ["AnswerFocus", "LLMReranker", "OcclusionRow", "Prompt", "PromptPart", "build_prompt",
-           "context_parts", "prompt_parts", "shared_prefix_length"]
+           "context_parts", "prompt_parts", "render_chat", "shared_prefix_length"]
 
 log = logging.getLogger(__name__)
 
@@ -201,15 +201,16 @@ def build_prompt(tokenizer, parts: Sequence[PromptPart], drop: Iterable[str] = (
         pieces += [(None, "\n"), (p.name, p.text)]
     body, body_spans = _join(pieces)
     instructions = next((p.text for p in kept if p.name == "instructions"), "")
-    text, offset, system_at = _render(tokenizer, instructions, body)
+    text, offset, system_at = render_chat(tokenizer, instructions, body)
     spans = {name: (a + offset, b + offset) for name, (a, b) in body_spans.items()}
     if instructions and system_at is not None:
         spans["instructions"] = (system_at, system_at + len(instructions))
     return Prompt(text=text, parts=kept, spans=spans)
 
 
-def _render(tokenizer, system: str, user: str) -> tuple[str, int, int | None]:
-    """The full prompt text, where ``user`` starts in it, and where ``system`` starts."""
+def render_chat(tokenizer, system: str, user: str) -> tuple[str, int, int | None]:
+    """The full prompt text (the model's chat template when it has one, ending where the answer
+    starts), where ``user`` starts in it, and where ``system`` starts."""
     if getattr(tokenizer, "chat_template", None):
         attempts = ([[{"role": "system", "content": system}, {"role": "user", "content": user}]]
                     if system else [])

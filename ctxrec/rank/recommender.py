@@ -29,7 +29,7 @@ only with the weight validation chose for it (``extra["prior_weight"]``, usually
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 import numpy as np
@@ -153,7 +153,8 @@ class Recommender:
         self._sequence = lru_cache(maxsize=8)(self._sequence_component)
         self._learned = lru_cache(maxsize=16)(self._learned_component)
         self.reader = IntentReader(catalog, getattr(encoder.tokenizer, "vocab", ()))
-        self._read = lru_cache(maxsize=256)(self.reader.read)
+        self.kind_reader = None
+        self._read = lru_cache(maxsize=256)(self._read_intent)
         values = ColumnValues(catalog)
         self._breaks = lru_cache(maxsize=256)(lambda c: c.breaks(catalog, values))
         self._has = lru_cache(maxsize=256)(lambda c: c.has(catalog, values))
@@ -248,6 +249,26 @@ class Recommender:
     def read_intent(self, text: str) -> ReadIntent:
         """What the intent reader finds in ``text`` (cached per text)."""
         return self._read(text.strip())
+
+    def attach_kind_reader(self, kind_reader) -> None:
+        """Ask a language model which kind a request wants when the rules name none (a
+        :class:`ctxrec.llm.kinds.KindReader`; ``None`` removes it). A confident answer is a
+        preference, shown as its own chip."""
+        self.kind_reader = kind_reader
+        self._read.cache_clear()
+
+    def _read_intent(self, text: str) -> ReadIntent:
+        reading = self.reader.read(text)
+        if self.kind_reader is None or not text or \
+                any(c.column == "category" for c in reading.constraints):
+            return reading
+        answer = self.kind_reader.answer(text)
+        if answer is None:
+            return reading
+        kind, probability = answer
+        liked = Constraint(f"like-kind-{kind}", f"likes: {kind} ({probability:.0%}, asked "
+                           f"{self.kind_reader.name})", "preference", "category", (kind,))
+        return replace(reading, preferences=reading.preferences + (liked,))
 
     # ----- fusion
     def recommend(self, context: Context, k: int = 10, weights: Weights | None = None,
