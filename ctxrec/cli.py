@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import fields
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -36,6 +37,9 @@ from .sequence.config import (CONTEXT_ENTRIES, ITEM_REPRS, LOG_CONTEXT_ENTRY, LO
                               MEMORY_MODES, SequenceConfig, TrainConfig)
 from .text.embed_cache import item_embeddings
 from .text.encoders import DEFAULT_ENCODER, ModelLoadError, TextEncoder, load_encoder
+
+if TYPE_CHECKING:  # the LLM stack loads only for the commands that use it
+    from .llm.models import CausalLM
 
 __all__ = ["main"]
 
@@ -100,7 +104,7 @@ def _add_intent_model(parser: argparse.ArgumentParser) -> None:
                              "packaged model guesses badly (see the README)")
 
 
-def _intent_model(name: str | None):
+def _intent_model(name: str | None) -> CausalLM | None:
     """The causal LM for ``--intent-model``, loaded before the encoder so a bad name fails
     first."""
     if not name:

@@ -6,11 +6,12 @@ with rules over the catalog's own vocabulary (its categories, tags, moods and at
 negation scope (from a cue such as "not", "no", "without", "anything but" to the end of its
 clause), and returns:
 
-* **constraints**: limits an item can break — duration, price, screen, indoors/outdoors and place,
-  audience, time of day, kind of item — and **exclusions**: kinds, moods and tags that were
+* **constraints**: limits an item can break — duration, price, diet, screen, device,
+  indoors/outdoors and place, audience, time of day, kind of item — and **exclusions**: kinds, moods and tags that were
   negated. The recommender ranks every item that breaks one below every item that keeps them all;
-* **preferences**: the catalog's tags the intent names outside a negation ("a comedy", "something
-  with jazz"), which raise the intent component of the items that carry them;
+* **preferences**: the catalog's tags and moods the intent names outside a negation ("a comedy",
+  "something with jazz", "uplifting"), which raise the intent component of the items that carry
+  them;
 * **soft text**: the intent without the negated clauses and the limits, for the intent and mood
   components, so "nothing sad, something light" is encoded as "something light".
 
@@ -101,8 +102,7 @@ PLACE_LIMITS = {
     "at-home": (r"at home|on the (?:sofa|couch)|from home|stay(?:ing)? in|(?:a )?night in",
                 "at home", ("home",)),
     "commute": (r"commut\w*|on (?:my|the) way|(?:on|for) the (?:train|bus|tube|metro)",
-                "on the way",
-                ("commute",)),
+                "on the way", ("commute",)),
     "out": (r"(?:night|evening|afternoon|day) out|go(?:ing)? out|out (?:in|on) the town|in town|"
             r"out and about", "out", ("city", "outdoors", "travel")),
     "travel": (r"plane|flights?|airport|hotel|on (?:a|the) train|train (?:ride|journey)",
@@ -244,8 +244,8 @@ class ReadIntent:
         soft_text: the intent without negated clauses and limits, for the encoder ("" when
             nothing is left).
         notes: what the person should know about how the text was read.
-        preferences: the catalog's tags named outside a negation (kind ``preference``): soft, an
-            item that lacks them breaks nothing.
+        preferences: the catalog's tags and moods named outside a negation (kind
+            ``preference``): soft, an item that lacks them breaks nothing.
     """
 
     text: str
@@ -292,9 +292,11 @@ class IntentReader:
         # a diet limit needs a catalog that tags meat-free food
         self._diet_kinds = tuple(k for k in FOOD_KINDS if k in self.kinds) \
             if self.tags & {"vegetarian", "vegan"} else ()
-        # tags that name a situation ("morning", "home", "kids") are the context component's
-        self._situation_words = {str(v) for column in SITUATION_COLUMNS if column in items
-                                 for cell in items[column] for v in _values(cell)}
+        # tags that name a situation ("morning", "home", "kids") are the context component's,
+        # and tags that name a kind ("podcast") are read as the kind
+        self._not_preferences = self.kinds | {str(v) for column in SITUATION_COLUMNS
+                                              if column in items for cell in items[column]
+                                              for v in _values(cell)}
         spoken = {t.replace("-", " "): t for t in self.tags if len(t) > 2}
         self._tag_words = spoken
         self._tag_pattern = re.compile(r"\b(?:" + "|".join(
@@ -328,8 +330,7 @@ class IntentReader:
             tags = dict.fromkeys(self._tag_words[m.group(0)]
                                  for m in self._tag_pattern.finditer(text.replace("-", " ")))
             found += [Constraint(f"like-tag-{tag}", f"likes: {tag}", "preference", "tags", (tag,))
-                      for tag in tags
-                      if tag not in self._situation_words | self.kinds and tag not in moods]
+                      for tag in tags if tag not in self._not_preferences and tag not in moods]
         return tuple(found)
 
     def _spelled(self, word: str) -> str:

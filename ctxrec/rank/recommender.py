@@ -31,6 +31,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -45,6 +46,9 @@ from .components import (MOOD_PROTOTYPES, StructuredAttributes, history_attentio
 from .intent import ColumnValues, Constraint, IntentReader, ReadIntent
 from .weights import COMPONENTS, Weights, adaptive_weights
 
+if TYPE_CHECKING:  # the LLM stack loads only when a kind reader is attached
+    from ..llm.kinds import KindReader
+
 __all__ = ["Ranking", "Recommender", "RecommenderConfig"]
 
 
@@ -55,8 +59,8 @@ class RecommenderConfig:
     history_temperature: float = 0.1  # τ of the history attention softmax; smaller is sharper
     mood_temperature: float = 0.05  # τ of the intent → mood softmax
     context_text_share: float = 0.5  # share of the encoded situation in the context score
-    # added to the intent cosine (a range of about 0.6) per share of the tags asked for that an
-    # item carries; 0.2 was the best of 0.05, 0.1 and 0.2 on the judged intents
+    # added to the intent cosine (a range of about 0.6) times the share of the tags and moods
+    # asked for that an item carries; 0.2 was the best of 0.05, 0.1 and 0.2 on the judged intents
     preference_bonus: float = 0.2
     mmr_pool: int = 5  # MMR re-ranks the best k × mmr_pool items
     half_precision_from: int = 50_000  # catalogs this large are scored in float16 (error ≈ 1e-4,
@@ -153,7 +157,7 @@ class Recommender:
         self._sequence = lru_cache(maxsize=8)(self._sequence_component)
         self._learned = lru_cache(maxsize=16)(self._learned_component)
         self.reader = IntentReader(catalog, getattr(encoder.tokenizer, "vocab", ()))
-        self.kind_reader = None
+        self.kind_reader: KindReader | None = None
         self._read = lru_cache(maxsize=256)(self._read_intent)
         values = ColumnValues(catalog)
         self._breaks = lru_cache(maxsize=256)(lambda c: c.breaks(catalog, values))
@@ -250,7 +254,7 @@ class Recommender:
         """What the intent reader finds in ``text`` (cached per text)."""
         return self._read(text.strip())
 
-    def attach_kind_reader(self, kind_reader) -> None:
+    def attach_kind_reader(self, kind_reader: KindReader | None) -> None:
         """Ask a language model which kind a request wants when the rules name none (a
         :class:`ctxrec.llm.kinds.KindReader`; ``None`` removes it). A confident answer is a
         preference, shown as its own chip."""
