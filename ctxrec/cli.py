@@ -7,6 +7,7 @@ commands:
   evaluate-context  ctxrec and the trivial baselines on a log whose events carry context
   evaluate-intents  the recommender with and without the intent reader on judged intents
   train             train the self-attentive sequence model; JSON results
+  tune-encoder      tune the sentence encoder on a MovieLens log; JSON: frozen against tuned
   bench             benchmarks; JSON on stdout
   data download     download, check and unpack a MovieLens data set (needs the network)
 
@@ -68,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_recommend, _add_embed, _add_evaluate, _add_evaluate_context,
-                _add_evaluate_intents, _add_train, _add_bench, _add_data):
+                _add_evaluate_intents, _add_train, _add_tune_encoder, _add_bench, _add_data):
         add(sub)
     return parser
 
@@ -310,6 +311,38 @@ def _write_results(run: dict, out: str | None) -> None:
 
 # train
 
+def _add_tune_encoder(sub: _Sub) -> None:
+    te = sub.add_parser("tune-encoder",
+                        help="tune the sentence encoder on a MovieLens log (history text → next "
+                             "item text) and compare it with the frozen one; JSON results")
+    te.add_argument("--data", required=True, help="MovieLens folder, e.g. ml-latest-small")
+    te.add_argument("--out", required=True, help="folder for the tuned sentence-transformers "
+                                                 "model (load it with --model or the sidebar)")
+    te.add_argument("--model", default=DEFAULT_ENCODER, help="encoder to start from")
+    te.add_argument("--pairs-per-user", type=int, default=20,
+                    help="training pairs drawn from each user's training history")
+    te.add_argument("--epochs", type=int, default=1)
+    te.add_argument("--batch-size", type=int, default=32,
+                    help="pairs per batch; the others in a batch are each pair's negatives")
+    te.add_argument("--learning-rate", type=float, default=5e-5)
+    te.add_argument("--seed", type=int, default=0)
+    te.add_argument("--results", default=None, help=_RESULTS_HELP)
+
+
+def _run_tune_encoder(args: argparse.Namespace) -> int:
+    from .experiments.tune_encoder import run_tune_encoder
+
+    for name in ("pairs_per_user", "epochs", "batch_size"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+    run = run_tune_encoder(args.data, args.out, base=args.model, per_user=args.pairs_per_user,
+                           epochs=args.epochs, batch_size=args.batch_size,
+                           learning_rate=args.learning_rate, seed=args.seed,
+                           progress=_print_stage)
+    _write_results(run, args.results)
+    return 0
+
+
 def _add_train(sub: _Sub) -> None:
     tr = sub.add_parser("train", help="train the self-attentive sequence model; JSON results")
     source = tr.add_mutually_exclusive_group(required=True)
@@ -469,6 +502,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "evaluate-context": _run_evaluate_context,
     "evaluate-intents": _run_evaluate_intents,
     "train": _run_train,
+    "tune-encoder": _run_tune_encoder,
     "bench": _run_bench,
     "data": _run_data,
 }

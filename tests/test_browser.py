@@ -52,10 +52,12 @@ def _start_server(log_name: str, env: dict[str, str] | None = None):
     else:
         proc.kill()
         pytest.fail(f"streamlit did not start; see test-output/{log_name}")
-    yield url
-    proc.terminate()
-    proc.wait(timeout=20)
-    log.close()
+    try:
+        yield url
+    finally:  # a failed test must not leave its server running under the rest of the suite
+        proc.terminate()
+        proc.wait(timeout=20)
+        log.close()
 
 
 @pytest.fixture(scope="module")
@@ -332,8 +334,9 @@ def test_a_log_trained_context_model_in_the_browser(tmp_path):
         for title in ("Item 3", "Item 14", "Item 25"):
             tab.locator('[data-testid="stMultiSelect"]').filter(has_text="Liked before").first \
                 .click()
+            tab.get_by_role("option").first.wait_for(timeout=60_000)  # the list is open
             tab.keyboard.type(title)  # the list is long: filter it to the item
-            tab.get_by_role("option", name=re.compile(rf"^{title} ·")).click()
+            tab.get_by_role("option", name=re.compile(rf"^{title} ·")).click(timeout=60_000)
             tab.keyboard.press("Escape")  # close the list, which stays open after a pick
             _settle(tab)
         tab.locator('[data-testid="stSelectbox"]').filter(has_text="weather").first.click()

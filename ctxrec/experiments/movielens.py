@@ -15,11 +15,12 @@ from ..evaluation.split import SPLITS, TimeOrder, leave_last_out
 from ..evaluation.statistics import summarise
 from ..rank.ranker import RecommenderRanker, ablations
 from ..text.encoders import DEFAULT_ENCODER
+from ..text.history_query import HistoryTextRanker
 from .results import code_version
 
 __all__ = ["MASKINGS", "MODELS", "ExperimentConfig", "run_experiment"]
 
-MODELS = ("popularity", "item-knn", "lm-text", "ctxrec")
+MODELS = ("popularity", "item-knn", "lm-text", "lm-history", "ctxrec")
 MASKINGS = ("both", "unmasked", "masked")
 Progress = Callable[[str, int, int], None]
 
@@ -125,12 +126,13 @@ def _rankers(config: ExperimentConfig, catalog, split, progress: Progress | None
     """The models to compare, in the order asked for, then sequence models, the LLM re-ranker,
     the blanked context and the ablations."""
     recommender = vectors = None
-    if {"lm-text", "ctxrec"} & set(config.models) or config.ablations or \
+    if {"lm-text", "lm-history", "ctxrec"} & set(config.models) or config.ablations or \
             config.context_blank or config.llm_rerank:
         recommender, vectors = _recommender(config, catalog, split, progress)
     build = {"popularity": lambda: Popularity(split.train_counts),
              "item-knn": lambda: ItemKNN(split),
              "lm-text": lambda: TextSimilarity(vectors),
+             "lm-history": lambda: HistoryTextRanker(recommender.encoder, catalog, vectors),
              "ctxrec": lambda: RecommenderRanker(recommender)}
     rankers = [build[name]() for name in config.models]
     if config.checkpoint:

@@ -1,0 +1,111 @@
+"""Tuning the sentence encoder on an interaction log (sources 001 and 002: tune the language
+model on what people did, not only on what texts say).
+
+Pairs come from the training split only: the text of a person's recent history and the time of
+the next event (:func:`ctxrec.text.history_query.history_text`) → the text of the item they used
+next. The sentence-transformers trainer fits them with MultipleNegativesRankingLoss: every other
+next item in the batch is a negative, and no item appears twice in a batch, so none is its own
+negative. The result is saved as a sentence-transformers folder, which every ``--model`` option
+and the sidebar's encoder box load like any other.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data.catalog import Catalog
+from ..evaluation.split import Split
+from .encoders import TextEncoder
+from .history_query import HISTORY_ITEMS, history_text
+
+__all__ = ["TUNING_FILE", "log_pairs", "tune_encoder"]
+
+TUNING_FILE = "ctxrec-tuning.json"  # what was tuned on, and how, beside the weights
+Progress = Callable[[int, int, float], None]  # step, steps, training loss
+
+
+def log_pairs(split: Split, catalog: Catalog, per_user: int = 20,
+              max_items: int = HISTORY_ITEMS, seed: int = 0) -> dict[str, list[str]]:
+    """Up to ``per_user`` (history text → next item text) pairs per user, from the training
+    histories only (the validation and test events are never among them)."""
+    rng = np.random.default_rng(seed)
+    titles = catalog.items["title"].astype(str).tolist()
+    texts = catalog.texts()
+    anchors, positives = [], []
+    for user in sorted(split.histories):
+        items = split.histories[user]
+        times = split.history_times.get(user)
+        steps = np.arange(1, len(items))
+        if len(steps) > per_user:
+            steps = np.sort(rng.choice(steps, per_user, replace=False))
+        for t in steps:
+            recent = items[max(0, t - max_items):t]
+            anchors.append(history_text([titles[i] for i in recent],
+                                        None if times is None else times[t]))
+            positives.append(texts[items[t]])
+    return {"anchor": anchors, "positive": positives}
+
+
+def tune_encoder(encoder: TextEncoder, pairs: dict[str, list[str]], out: str | Path,
+                 epochs: int = 1, batch_size: int = 32, learning_rate: float = 5e-5,
+                 seed: int = 0, progress: Progress | None = None) -> dict:
+    """Fit ``encoder`` (in place) to ``pairs`` and save it to ``out``.
+
+    Returns:
+        What was done: base model, pairs, epochs, seconds, seconds per 1,000 pairs, the loss at
+        the first and last logged steps; also written to ``out``/``TUNING_FILE``.
+    """
+    from datasets import Dataset
+    from sentence_transformers import (SentenceTransformerTrainer,
+                                       SentenceTransformerTrainingArguments)
+    from sentence_transformers.base.sampler import BatchSamplers
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+    from transformers import TrainerCallback
+
+    if len(pairs["anchor"]) < 2:
+        raise ValueError("tuning needs at least two pairs: the log's training histories are too "
+                         "short")
+    model = encoder.model
+    steps = epochs * -(-len(pairs["anchor"]) // batch_size)
+    losses: list[float] = []
+
+    class Report(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                losses.append(float(logs["loss"]))
+                if progress:
+                    progress(state.global_step, state.max_steps, float(logs["loss"]))
+
+    with tempfile.TemporaryDirectory() as scratch:
+        args = SentenceTransformerTrainingArguments(
+            output_dir=scratch, num_train_epochs=epochs, per_device_train_batch_size=batch_size,
+            learning_rate=learning_rate, warmup_ratio=0.1, seed=seed, save_strategy="no",
+            batch_sampler=BatchSamplers.NO_DUPLICATES, logging_steps=max(1, steps // 20),
+            report_to="none", disable_tqdm=True, dataloader_num_workers=0,
+            bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+        trainer = SentenceTransformerTrainer(
+            model=model, args=args, train_dataset=Dataset.from_dict(pairs),
+            loss=MultipleNegativesRankingLoss(model), callbacks=[Report()])
+        started = time.perf_counter()
+        with contextlib.redirect_stdout(sys.stderr):  # the trainer prints its logs; stdout is JSON
+            trainer.train()
+        seconds = time.perf_counter() - started
+    out = Path(out)
+    model.save(str(out))
+    info = {"base": encoder.name, "pairs": len(pairs["anchor"]), "epochs": epochs,
+            "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed,
+            "steps": steps, "seconds": round(seconds, 1),
+            "seconds_per_1000_pairs": round(1000 * seconds / (epochs * len(pairs["anchor"])), 1),
+            "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None,
+            "device": str(model.device)}
+    (out / TUNING_FILE).write_text(json.dumps(info, indent=2))
+    return info

@@ -1,0 +1,90 @@
+"""Tuning the packaged encoder on a log: pairs from the training split only, the
+sentence-transformers trainer, a folder every --model option loads, and the CLI's comparison."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+import numpy as np
+import pytest
+
+from ctxrec.cli import main
+from ctxrec.data.movielens import load_movielens
+from ctxrec.evaluation.split import leave_last_out
+from ctxrec.text.encoders import load_encoder
+from ctxrec.text.history_query import HistoryTextRanker, history_text
+from ctxrec.text.tune import TUNING_FILE, log_pairs, tune_encoder
+
+
+@pytest.fixture(scope="module")
+def movielens_split(tiny_movielens):
+    catalog, interactions = load_movielens(tiny_movielens)
+    return catalog, leave_last_out(interactions, catalog, "exact")
+
+
+def test_the_history_text_names_the_recent_titles_and_the_time():
+    saturday = datetime(2026, 11, 21, 20, 30, tzinfo=timezone.utc).timestamp()
+    assert history_text(["Alien", "  Heat "], saturday) == \
+        "Recently: Alien; Heat. Now: Saturday evening."
+    assert history_text([], None) == "Nothing yet."
+
+
+def test_pairs_come_from_the_training_histories_only(movielens_split):
+    catalog, split = movielens_split
+    texts = catalog.texts()
+    every = log_pairs(split, catalog, per_user=10_000)
+    assert len(every["anchor"]) == sum(len(h) - 1 for h in split.histories.values())
+    # user by user, the positives are exactly the training items after the first: the held-out
+    # validation and test events are never predicted
+    start = 0
+    for user in sorted(split.histories):
+        history = split.histories[user]
+        assert every["positive"][start:start + len(history) - 1] == [texts[i] for i in history[1:]]
+        start += len(history) - 1
+    few = log_pairs(split, catalog, per_user=3, seed=1)
+    assert len(few["anchor"]) == 3 * len(split.histories)
+    assert few == log_pairs(split, catalog, per_user=3, seed=1)  # the seed fixes the draw
+    user = sorted(split.histories)[0]
+    first = split.histories[user]
+    assert every["anchor"][0].startswith(f"Recently: {catalog.items['title'].iloc[first[0]]}.")
+    assert every["positive"][0] == texts[first[1]]
+
+
+def test_a_tuned_encoder_is_saved_loads_and_has_moved(movielens_split, tmp_path):
+    catalog, split = movielens_split
+    pairs = log_pairs(split, catalog, per_user=2)
+    encoder = load_encoder()  # its own copy: tuning changes it in place
+    probe = history_text(["Movie number 3"], None)
+    before = encoder.encode_one(probe)
+    steps = []
+    info = tune_encoder(encoder, pairs, tmp_path / "tuned", batch_size=16,
+                        progress=lambda step, total, loss: steps.append((step, total, loss)))
+    assert info["pairs"] == len(pairs["anchor"]) and info["seconds"] > 0
+    assert steps and steps[-1][0] == steps[-1][1] == info["steps"]
+    assert json.loads((tmp_path / "tuned" / TUNING_FILE).read_text())["base"] == encoder.name
+    tuned = load_encoder(str(tmp_path / "tuned"))
+    after = tuned.encode_one(probe)
+    assert np.isclose(np.linalg.norm(after), 1, atol=1e-4)
+    assert not np.allclose(before, after, atol=1e-3)
+    np.testing.assert_allclose(after, encoder.encode_one(probe), atol=1e-5)  # the saved weights
+    ranker = HistoryTextRanker(tuned, catalog, tuned.encode(catalog.texts()))
+    scores = ranker.scores(split.queries("valid")[:3])
+    assert scores.shape == (3, len(catalog)) and np.isfinite(scores).all()
+
+
+def test_the_command_tunes_and_compares_with_the_frozen_encoder(tiny_movielens, tmp_path,
+                                                                 capsys):
+    code = main(["tune-encoder", "--data", str(tiny_movielens), "--out", str(tmp_path / "enc"),
+                 "--pairs-per-user", "2", "--batch-size", "16", "--results",
+                 str(tmp_path / "run.json")])
+    assert code == 0
+    run = json.loads(capsys.readouterr().out)
+    assert run["kind"] == "tune-encoder" and run["tuning"]["pairs"] == 80
+    for side in ("frozen", "tuned"):
+        assert 0 <= run[side]["valid_ndcg@10"] <= 1 and 0 < run[side]["intents_ndcg@10"] <= 1
+    assert run["keeps_general_retrieval"] == (run["intents_change"] >= -0.02)
+    assert (tmp_path / "enc" / TUNING_FILE).exists()
+    assert main(["tune-encoder", "--data", str(tiny_movielens), "--out", str(tmp_path / "x"),
+                 "--epochs", "0"]) == 2
+    assert "--epochs must be at least 1" in capsys.readouterr().err
