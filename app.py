@@ -5,6 +5,7 @@ import streamlit as st
 from ctxrec import DEFAULT_ENCODER, CatalogError, ModelLoadError, read_catalog_csv
 from ctxrec.data.movielens import find_movielens_folders
 from ctxrec.server_policy import PolicyError
+from ctxrec.tune.encoder import describe_tuning, read_tuning, tuned_encoders
 from ui import state
 from ui.context_editor import apply_scenario, init_context_state
 from ui.options import init_option_state
@@ -23,7 +24,9 @@ SUGGESTED_ENCODERS = ("sentence-transformers/all-mpnet-base-v2", "BAAI/bge-small
 
 def _sidebar_model() -> None:
     st.subheader("Language model")
-    pick = model_picker("encoder", "Encoder", DEFAULT_ENCODER, SUGGESTED_ENCODERS, key="model")
+    tuned = [str(p) for p in tuned_encoders()]  # `python -m ctxrec tune-encoder` saves here
+    pick = model_picker("encoder", "Encoder", DEFAULT_ENCODER, [*tuned, *SUGGESTED_ENCODERS],
+                        key="model")
     active = (st.session_state[state.MODEL_KEY], st.session_state[state.ENCODER_TRUST_KEY])
     if pick.name and (pick.name, pick.trust_remote_code) != active \
             and st.button("Load model", key="model_load", type="primary"):
@@ -42,6 +45,9 @@ def _sidebar_model() -> None:
     enc = state.encoder()
     st.caption(f"In use: **{enc.name}** · {enc.dim}-d · window {enc.max_tokens} tokens · "
                f"device **{enc.device}** ({enc.precision})")
+    effect = describe_tuning(read_tuning(st.session_state[state.MODEL_KEY]))
+    if effect:
+        st.caption(effect)
 
 
 def _sidebar_catalog() -> None:

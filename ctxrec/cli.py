@@ -197,6 +197,9 @@ def _add_evaluate(sub: _Sub) -> None:
     ev.add_argument("--llm-k", type=int, default=20)
     ev.add_argument("--llm-weight", type=float, default=1.0)
     ev.add_argument("--out", help=_RESULTS_HELP)
+    ev.add_argument("--model", default=DEFAULT_ENCODER,
+                    help="encoder id or folder for lm-text, lm-history and ctxrec (e.g. one "
+                         "tune-encoder saved)")
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
@@ -210,7 +213,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
                               ablations=args.ablations, context_blank=args.context_blank,
                               max_users=args.max_users, checkpoint=args.checkpoint,
                               llm_rerank=args.llm_rerank, llm=args.llm, llm_k=args.llm_k,
-                              llm_weight=args.llm_weight)
+                              llm_weight=args.llm_weight, encoder=args.model)
     _write_results(run_experiment(config, progress=_print_stage), args.out)
     return 0
 
@@ -316,8 +319,10 @@ def _add_tune_encoder(sub: _Sub) -> None:
                         help="tune the sentence encoder on a MovieLens log (history text → next "
                              "item text) and compare it with the frozen one; JSON results")
     te.add_argument("--data", required=True, help="MovieLens folder, e.g. ml-latest-small")
-    te.add_argument("--out", required=True, help="folder for the tuned sentence-transformers "
-                                                 "model (load it with --model or the sidebar)")
+    te.add_argument("--out", default=None,
+                    help="folder for the tuned sentence-transformers model (default: "
+                         "$CTXREC_HOME/encoders/<data folder name>, which the sidebar lists); "
+                         "load it anywhere with --model")
     te.add_argument("--model", default=DEFAULT_ENCODER, help="encoder to start from")
     te.add_argument("--pairs-per-user", type=int, default=20,
                     help="training pairs drawn from each user's training history")
@@ -335,7 +340,10 @@ def _run_tune_encoder(args: argparse.Namespace) -> int:
     for name in ("pairs_per_user", "epochs", "batch_size"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
-    run = run_tune_encoder(args.data, args.out, base=args.model, per_user=args.pairs_per_user,
+    from .tune.encoder import encoders_dir
+
+    out = args.out or str(encoders_dir() / Path(args.data).resolve().name)
+    run = run_tune_encoder(args.data, out, base=args.model, per_user=args.pairs_per_user,
                            epochs=args.epochs, batch_size=args.batch_size,
                            learning_rate=args.learning_rate, seed=args.seed,
                            progress=_print_stage)

@@ -10,6 +10,7 @@ from conftest import ROOT
 from ctxrec import Context
 from ctxrec.cli import _parser, main
 from ctxrec.sequence.config import SequenceConfig, TrainConfig
+from ctxrec.text.encoders import DEFAULT_ENCODER
 
 
 def _run(*args):
@@ -54,6 +55,13 @@ def test_bad_recommend_input_exits_2_with_one_line(tmp_path, capsys, flags):
     assert main(["recommend", *flags]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and str(tmp_path) in err and "Traceback" not in err
+
+
+def test_evaluate_takes_an_encoder_apart_from_its_models():
+    args = _parser().parse_args(["evaluate", "--data", "x", "--model", "enc", "--models",
+                                 "lm-history"])
+    assert args.model == "enc" and args.models == ["lm-history"]
+    assert _parser().parse_args(["evaluate", "--data", "x"]).model == DEFAULT_ENCODER
 
 
 def test_train_defaults_are_the_config_defaults():

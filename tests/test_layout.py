@@ -9,7 +9,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "ctxrec"
 # lowest first: a module may import from its own layer and the layers before it
-LAYERS = ["data", "text", "inspect", "rank", "evaluation", "sequence", "llm", "experiments"]
+LAYERS = ["data", "text", "inspect", "rank", "evaluation", "sequence", "llm", "tune",
+          "experiments"]
 TOP = len(LAYERS)  # cli, bench, viz, export, server_policy and the package's __init__
 
 

@@ -8,13 +8,15 @@ from datetime import datetime, timezone
 
 import numpy as np
 import pytest
+from conftest import ROOT
 
 from ctxrec.cli import main
 from ctxrec.data.movielens import load_movielens
 from ctxrec.evaluation.split import leave_last_out
 from ctxrec.text.encoders import load_encoder
-from ctxrec.text.history_query import HistoryTextRanker, history_text
-from ctxrec.text.tune import TUNING_FILE, log_pairs, tune_encoder
+from ctxrec.evaluation.history_text import HistoryTextRanker, history_text
+from ctxrec.tune.encoder import (TUNING_FILE, encoders_dir, log_pairs, read_tuning, tune_encoder,
+                                tuned_encoders)
 
 
 @pytest.fixture(scope="module")
@@ -73,18 +75,45 @@ def test_a_tuned_encoder_is_saved_loads_and_has_moved(movielens_split, tmp_path)
     assert scores.shape == (3, len(catalog)) and np.isfinite(scores).all()
 
 
-def test_the_command_tunes_and_compares_with_the_frozen_encoder(tiny_movielens, tmp_path,
-                                                                 capsys):
-    code = main(["tune-encoder", "--data", str(tiny_movielens), "--out", str(tmp_path / "enc"),
-                 "--pairs-per-user", "2", "--batch-size", "16", "--results",
-                 str(tmp_path / "run.json")])
+def test_the_command_tunes_compares_and_the_sidebar_offers_the_result(tiny_movielens, tmp_path,
+                                                                       capsys, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("CTXREC_HOME", str(tmp_path / "home"))
+    code = main(["tune-encoder", "--data", str(tiny_movielens), "--pairs-per-user", "2",
+                 "--batch-size", "16", "--results", str(tmp_path / "run.json")])
     assert code == 0
     run = json.loads(capsys.readouterr().out)
     assert run["kind"] == "tune-encoder" and run["tuning"]["pairs"] == 80
     for side in ("frozen", "tuned"):
         assert 0 <= run[side]["valid_ndcg@10"] <= 1 and 0 < run[side]["intents_ndcg@10"] <= 1
     assert run["keeps_general_retrieval"] == (run["intents_change"] >= -0.02)
-    assert (tmp_path / "enc" / TUNING_FILE).exists()
+    folder = encoders_dir() / tiny_movielens.name  # the default --out
+    assert tuned_encoders() == [folder]
+    assert read_tuning(folder)["validated"]["tuned"] == run["tuned"]
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300).run()
+    choice = at.sidebar.selectbox(key="model_choice")
+    assert str(folder) in choice.options
+    choice.select(str(folder)).run()
+    at.sidebar.button(key="model_load").click().run()
+    assert not at.exception
+    said = " ".join(c.value for c in at.sidebar.caption)
+    assert f"In use: **{folder}**" in said or f"In use: **{folder.name}" in said
+    assert "validation events" in said and f"{run['tuned']['valid_ndcg@10']:.4f}" in said
+
+    saved = tmp_path / "home" / "results" / "tuned.json"  # where the Evaluate page looks
+    saved.parent.mkdir(parents=True, exist_ok=True)
+    saved.write_text((tmp_path / "run.json").read_text())
+    at.switch_page("app_pages/evaluate.py").run()
+    at.selectbox(key="ev_file").set_value(saved).run()
+    at.button(key="ev_load").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert any(h.value == f"Encoder tuned on {tiny_movielens.name}" for h in at.subheader)
+    shown = at.dataframe[0].value
+    assert list(shown["encoder"]) == ["frozen", "tuned"]
+    assert shown["valid_ndcg@10"].tolist() == [run["frozen"]["valid_ndcg@10"],
+                                               run["tuned"]["valid_ndcg@10"]]
     assert main(["tune-encoder", "--data", str(tiny_movielens), "--out", str(tmp_path / "x"),
                  "--epochs", "0"]) == 2
     assert "--epochs must be at least 1" in capsys.readouterr().err

@@ -1,5 +1,6 @@
-"""Showing saved evaluation results on the Evaluate page: rankings under a protocol, or the
-judged intents with and without the intent reader."""
+"""Showing saved evaluation results on the Evaluate page: rankings under a protocol, the
+judged intents with and without the intent reader, or an encoder tuned on a log against the
+frozen one."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import streamlit as st
 
 from ctxrec.experiments.results import intents_table, results_table
 from ctxrec.export import safe_csv
+from ctxrec.tune.encoder import describe_tuning
 from ctxrec.viz import metric_bars_figure, rank_distribution_figure
 
 
@@ -18,6 +20,8 @@ def show_results(run: dict) -> None:
     try:
         if run.get("kind") == "intents":
             _intents(run)
+        elif run.get("kind") == "tune-encoder":
+            _tuning(run)
         else:
             _rankings(run)
     except (KeyError, TypeError, IndexError, ValueError) as err:
@@ -64,3 +68,16 @@ def _intents(run: dict) -> None:
     st.dataframe(table, hide_index=True, key="ev_int_table")
     st.download_button("Download the table (CSV)", safe_csv(table),
                        file_name="ctxrec-intents.csv", key="ev_int_csv")
+
+
+def _tuning(run: dict) -> None:
+    st.subheader(f"Encoder tuned on {run['dataset']}")
+    st.caption(describe_tuning({**run["tuning"], "validated": {
+        "dataset": run["dataset"], "frozen": run["frozen"], "tuned": run["tuned"],
+        "intents_change": run["intents_change"]}}))
+    rows = [{"encoder": side, **{key: value for key, value in run[side].items()
+                                 if key != "encoder"}} for side in ("frozen", "tuned")]
+    st.dataframe(pd.DataFrame(rows), hide_index=True, key="ev_tuning")
+    st.caption(f"Split: {run['split']} · commit {run['commit']} · {run['created']}. "
+               "Test figures: `python -m ctxrec evaluate --models lm-text lm-history --model "
+               f"{run['out']}`.")

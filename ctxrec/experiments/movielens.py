@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Literal
 
 from ..evaluation.baselines import ItemKNN, Popularity, TextSimilarity
+from ..evaluation.history_text import HistoryTextRanker
 from ..evaluation.protocol import Protocol, evaluate_protocols
 from ..evaluation.split import SPLITS, TimeOrder, leave_last_out
 from ..evaluation.statistics import summarise
 from ..rank.ranker import RecommenderRanker, ablations
 from ..text.encoders import DEFAULT_ENCODER
-from ..text.history_query import HistoryTextRanker
 from .results import code_version
 
 __all__ = ["MASKINGS", "MODELS", "ExperimentConfig", "run_experiment"]

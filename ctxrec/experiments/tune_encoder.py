@@ -4,6 +4,7 @@ catalog with both (the tuned encoder must keep its general retrieval)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -14,8 +15,8 @@ from ..evaluation.protocol import Protocol, evaluate_protocols
 from ..rank.recommender import Recommender
 from ..text.embed_cache import item_embeddings
 from ..text.encoders import DEFAULT_ENCODER, TextEncoder, load_encoder
-from ..text.history_query import HistoryTextRanker
-from ..text.tune import log_pairs, tune_encoder
+from ..evaluation.history_text import HistoryTextRanker
+from ..tune.encoder import TUNING_FILE, log_pairs, tune_encoder
 from .intents import judge_rankings
 from .movielens import ExperimentConfig, _load_split
 from .results import code_version
@@ -43,6 +44,10 @@ def run_tune_encoder(data: str, out: str, base: str = DEFAULT_ENCODER, per_user:
                                     progress, "tuned")
     change = (tuned["intents_ndcg@10"] - frozen["intents_ndcg@10"]) / \
         max(frozen["intents_ndcg@10"], 1e-12)
+    validated = {"dataset": Path(data).name, "frozen": frozen, "tuned": tuned,
+                 "intents_change": change}
+    # kept beside the weights, so the app can say what this encoder is worth
+    (Path(out) / TUNING_FILE).write_text(json.dumps({**tuning, "validated": validated}, indent=2))
     return {"kind": "tune-encoder", "dataset": Path(data).name, "out": str(out),
             "split": "leave-last-out (exact time), training histories only",
             "commit": code_version(), "created": datetime.now().isoformat(timespec="seconds"),

@@ -30,12 +30,13 @@ import re
 from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
+from typing import Protocol
 
 import numpy as np
 
 from ..data.catalog import Catalog
 
-__all__ = ["ColumnValues", "Constraint", "IntentReader", "ReadIntent"]
+__all__ = ["ColumnValues", "Constraint", "IntentReader", "KindAnswerer", "ReadIntent"]
 
 SCOPE_WORDS = 4  # a negation reaches at most this many words
 MAX_READ_CHARS = 2_000  # the rules read the first 2,000 characters; the encoder clips its own
@@ -264,6 +265,16 @@ class ReadIntent:
         removed."""
         return replace(self, constraints=tuple(c for c in self.constraints if c.key not in keys),
                        preferences=tuple(c for c in self.preferences if c.key not in keys))
+
+
+class KindAnswerer(Protocol):
+    """Something that says which kind of item a request asks for (a language model, see
+    ``ctxrec.llm.kinds.KindReader``), for requests the rules cannot place."""
+
+    name: str
+
+    def answer(self, request: str) -> tuple[str, float] | None:
+        """The kind and its probability, or ``None`` when unsure."""
 
 
 class IntentReader:

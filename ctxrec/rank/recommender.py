@@ -31,7 +31,6 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -43,11 +42,8 @@ from ..data.context_fields import context_fields
 from ..text.encoders import TextEncoder
 from .components import (MOOD_PROTOTYPES, StructuredAttributes, history_attention,
                          mood_distribution, mood_match, standardise)
-from .intent import ColumnValues, Constraint, IntentReader, ReadIntent
+from .intent import ColumnValues, Constraint, IntentReader, KindAnswerer, ReadIntent
 from .weights import COMPONENTS, Weights, adaptive_weights
-
-if TYPE_CHECKING:  # the LLM stack loads only when a kind reader is attached
-    from ..llm.kinds import KindReader
 
 __all__ = ["Ranking", "Recommender", "RecommenderConfig"]
 
@@ -157,7 +153,7 @@ class Recommender:
         self._sequence = lru_cache(maxsize=8)(self._sequence_component)
         self._learned = lru_cache(maxsize=16)(self._learned_component)
         self.reader = IntentReader(catalog, getattr(encoder.tokenizer, "vocab", ()))
-        self.kind_reader: KindReader | None = None
+        self.kind_reader: KindAnswerer | None = None
         self._read = lru_cache(maxsize=256)(self._read_intent)
         values = ColumnValues(catalog)
         self._breaks = lru_cache(maxsize=256)(lambda c: c.breaks(catalog, values))
@@ -254,7 +250,7 @@ class Recommender:
         """What the intent reader finds in ``text`` (cached per text)."""
         return self._read(text.strip())
 
-    def attach_kind_reader(self, kind_reader: KindReader | None) -> None:
+    def attach_kind_reader(self, kind_reader: KindAnswerer | None) -> None:
         """Ask a language model which kind a request wants when the rules name none (a
         :class:`ctxrec.llm.kinds.KindReader`; ``None`` removes it). A confident answer is a
         preference, shown as its own chip."""

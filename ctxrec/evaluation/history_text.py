@@ -1,7 +1,7 @@
 """A person's recent history, and the time they ask, written as one query text for the encoder.
 
 The frozen LM-text ranker averages the vectors of the items a person used. An encoder tuned on a
-log (:mod:`ctxrec.text.tune`) instead learns to map the *text* of a recent history to the text
+log (:mod:`ctxrec.tune.encoder`) instead learns to map the *text* of a recent history to the text
 of the next item, so it is asked with the same text at ranking time: this module writes that
 text once, for both.
 """
@@ -17,7 +17,7 @@ import torch
 from ..data.catalog import Catalog
 from ..data.context import daypart
 from ..rank.query import Query
-from .encoders import TextEncoder
+from ..text.encoders import TextEncoder
 
 __all__ = ["HISTORY_ITEMS", "HistoryTextRanker", "history_text"]
 

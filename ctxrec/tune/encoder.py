@@ -2,8 +2,8 @@
 model on what people did, not only on what texts say).
 
 Pairs come from the training split only: the text of a person's recent history and the time of
-the next event (:func:`ctxrec.text.history_query.history_text`) → the text of the item they used
-next. The sentence-transformers trainer fits them with MultipleNegativesRankingLoss: every other
+the next event (:func:`ctxrec.evaluation.history_text.history_text`) → the text of the item they
+used next. The sentence-transformers trainer fits them with MultipleNegativesRankingLoss: every other
 next item in the batch is a negative, and no item appears twice in a batch, so none is its own
 negative. The result is saved as a sentence-transformers folder, which every ``--model`` option
 and the sidebar's encoder box load like any other.
@@ -23,13 +23,15 @@ import numpy as np
 import torch
 
 from ..data.catalog import Catalog
+from ..data.home import data_home
+from ..evaluation.history_text import HISTORY_ITEMS, history_text
 from ..evaluation.split import Split
-from .encoders import TextEncoder
-from .history_query import HISTORY_ITEMS, history_text
+from ..text.encoders import TextEncoder
 
-__all__ = ["TUNING_FILE", "log_pairs", "tune_encoder"]
+__all__ = ["TUNING_FILE", "describe_tuning", "encoders_dir", "log_pairs", "read_tuning",
+           "tune_encoder", "tuned_encoders"]
 
-TUNING_FILE = "ctxrec-tuning.json"  # what was tuned on, and how, beside the weights
+TUNING_FILE = "ctxrec-tuning.json"  # what was tuned on, how, and what it scored, beside the weights
 Progress = Callable[[int, int, float], None]  # step, steps, training loss
 
 
@@ -88,9 +90,10 @@ def tune_encoder(encoder: TextEncoder, pairs: dict[str, list[str]], out: str | P
     with tempfile.TemporaryDirectory() as scratch:
         args = SentenceTransformerTrainingArguments(
             output_dir=scratch, num_train_epochs=epochs, per_device_train_batch_size=batch_size,
-            learning_rate=learning_rate, warmup_ratio=0.1, seed=seed, save_strategy="no",
+            learning_rate=learning_rate, warmup_steps=0.1, seed=seed, save_strategy="no",
             batch_sampler=BatchSamplers.NO_DUPLICATES, logging_steps=max(1, steps // 20),
             report_to="none", disable_tqdm=True, dataloader_num_workers=0,
+            dataloader_pin_memory=torch.cuda.is_available(),
             bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported())
         trainer = SentenceTransformerTrainer(
             model=model, args=args, train_dataset=Dataset.from_dict(pairs),
@@ -109,3 +112,43 @@ def tune_encoder(encoder: TextEncoder, pairs: dict[str, list[str]], out: str | P
             "device": str(model.device)}
     (out / TUNING_FILE).write_text(json.dumps(info, indent=2))
     return info
+
+
+def encoders_dir() -> Path:
+    """Where tuned encoders are saved by default (the sidebar lists them): ``data_home() /
+    "encoders"``."""
+    return data_home() / "encoders"
+
+
+def tuned_encoders() -> list[Path]:
+    """The tuned encoders under :func:`encoders_dir`, newest first."""
+    found = [p for p in encoders_dir().glob(f"*/{TUNING_FILE}")] if encoders_dir().is_dir() \
+        else []
+    return [p.parent for p in sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)]
+
+
+def read_tuning(name: str | Path) -> dict | None:
+    """What ``name`` was tuned on and scored, when it is a folder this module wrote."""
+    path = Path(name).expanduser() / TUNING_FILE
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, ValueError):
+        return None
+
+
+def describe_tuning(info: dict | None) -> str:
+    """One paragraph on a tuned encoder and its validated effect ("" for any other encoder)."""
+    if not info:
+        return ""
+    text = (f"Tuned from {info.get('base', '?')} on {info.get('pairs', 0):,} pairs "
+            f"({info.get('epochs', '?')} epoch(s), {info.get('seconds', 0) / 60:.0f} min).")
+    checked = info.get("validated")
+    if not checked:
+        return text + " Not validated: run `python -m ctxrec tune-encoder` to compare it."
+    frozen, tuned = checked["frozen"], checked["tuned"]
+    ratio = tuned["valid_ndcg@10"] / max(frozen["valid_ndcg@10"], 1e-12)
+    return (text + f" On {checked['dataset']}'s validation events, the history as text finds the "
+            f"next item with NDCG@10 {tuned['valid_ndcg@10']:.4f} against "
+            f"{frozen['valid_ndcg@10']:.4f} frozen ({ratio:.1f}×); on the judged intents of the "
+            f"built-in catalog {tuned['intents_ndcg@10']:.3f} against "
+            f"{frozen['intents_ndcg@10']:.3f} ({checked['intents_change']:+.1%}).")

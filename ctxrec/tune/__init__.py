@@ -1,0 +1,1 @@
+"""Language models tuned on interaction logs: the sentence encoder (``encoder``)."""
