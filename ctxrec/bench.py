@@ -201,6 +201,41 @@ def bench_training(data: str | None = None, epochs: int = 2, max_len: int = 50,
     return result
 
 
+def bench_tune_encoder(data: str | None = None, pairs: int = 320, batch_size: int = 32) -> dict:
+    """Seconds per 1,000 (history text → next item) pairs to tune the default encoder on a
+    MovieLens folder, and, as the reference measured in the same run, seconds per 1,000 pairs to
+    only encode both sides with it."""
+    import tempfile
+
+    from .data.movielens import find_movielens_folders, load_movielens
+    from .evaluation.split import leave_last_out
+    from .text.encoders import load_encoder
+    from .tune.encoder import log_pairs, tune_encoder
+
+    folder = data or next((str(p) for p in find_movielens_folders()), None)
+    if folder is None:
+        return {"benchmark": "tune-encoder", "skipped": "no MovieLens folder found: run "
+                "`python -m ctxrec data download ml-latest-small` or pass --data"}
+    catalog, interactions = load_movielens(folder)
+    drawn = log_pairs(leave_last_out(interactions, catalog), catalog, per_user=20)
+    sample = {side: texts[:pairs] for side, texts in drawn.items()}
+    encoder = load_encoder()
+    start = time.perf_counter()
+    encoder.encode(sample["anchor"] + sample["positive"], batch_size=batch_size)
+    encoding = time.perf_counter() - start
+    with tempfile.TemporaryDirectory() as out:
+        info = tune_encoder(encoder, sample, out, batch_size=batch_size)
+    per_1000 = 1000 / len(sample["anchor"])
+    return {"benchmark": "tune-encoder", "data": Path(folder).name, "pairs": len(sample["anchor"]),
+            "batch_size": batch_size, "device": info["device"],
+            "torch_threads": torch.get_num_threads(),
+            "seconds_per_1000_pairs": info["seconds_per_1000_pairs"],
+            "encode_only_seconds_per_1000_pairs": round(encoding * per_1000, 1),
+            "ratio_to_encoding": round(info["seconds"] / encoding, 2),
+            "full_run_minutes_estimate": round(info["seconds_per_1000_pairs"] *
+                                               len(drawn["anchor"]) / 1000 / 60, 1)}
+
+
 def bench_context(sizes: Sequence[int] = (10_000,), calls: int = 50, k: int = 20,
                   history_items: int = 30) -> dict:
     """Latency of ``recommend`` with a context model attached (the defaults: hidden 128, hybrid

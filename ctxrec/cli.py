@@ -460,8 +460,9 @@ def _add_bench(sub: _Sub) -> None:
     bench = sub.add_parser("bench", help="benchmarks; JSON on stdout")
     bench.add_argument("what", nargs="?", default="all",
                        choices=["all", "recommend", "attention", "training", "rerank",
-                                "context"])
-    bench.add_argument("--data", default=None, help="MovieLens folder for 'training'")
+                                "context", "tune-encoder"])
+    bench.add_argument("--data", default=None,
+                       help="MovieLens folder for 'training' and 'tune-encoder'")
     bench.add_argument("--sizes", type=int, nargs="+", default=None,
                        help="catalog sizes (default 1k 10k 100k, and 1M for 'all')")
     bench.add_argument("--calls", type=int, default=50)
@@ -482,6 +483,7 @@ def _run_bench(args: argparse.Namespace) -> int:
         "training": lambda: bench.bench_training(data=args.data, context=args.with_context),
         "context": lambda: bench.bench_context(sizes=args.sizes or (10_000,), calls=args.calls),
         "rerank": lambda: bench.bench_rerank(calls=min(args.calls, 10)),
+        "tune-encoder": lambda: bench.bench_tune_encoder(data=args.data),
     }
     print(json.dumps(runs[args.what](), indent=2))
     return 0

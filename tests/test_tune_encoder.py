@@ -117,3 +117,12 @@ def test_the_command_tunes_compares_and_the_sidebar_offers_the_result(tiny_movie
     assert main(["tune-encoder", "--data", str(tiny_movielens), "--out", str(tmp_path / "x"),
                  "--epochs", "0"]) == 2
     assert "--epochs must be at least 1" in capsys.readouterr().err
+
+
+def test_the_tuning_bench_reports_its_time_against_encoding_the_same_pairs(tiny_movielens,
+                                                                          capsys):
+    assert main(["bench", "tune-encoder", "--data", str(tiny_movielens)]) == 0
+    run = json.loads(capsys.readouterr().out)
+    assert run["benchmark"] == "tune-encoder" and run["pairs"] == 320
+    assert run["seconds_per_1000_pairs"] > run["encode_only_seconds_per_1000_pairs"] > 0
+    assert run["ratio_to_encoding"] > 1  # a training step also runs backward and the optimiser
