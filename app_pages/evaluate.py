@@ -118,8 +118,8 @@ with intents_tab:
                       load_judged_intents(catalog=state.catalog()))
 with load_tab:
     files = sorted(RESULTS.glob("*.json"), reverse=True) if RESULTS.is_dir() else []
-    st.caption(f"Results from `python -m ctxrec evaluate`, `evaluate-context` or "
-               f"`evaluate-intents`, or earlier runs, in {RESULTS}.")
+    st.caption(f"Results from `python -m ctxrec evaluate`, `evaluate-context`, "
+               f"`evaluate-intents` or `tune-encoder`, or earlier runs, in {RESULTS}.")
     chosen = st.selectbox("Results file", files, format_func=lambda p: p.name, key="ev_file",
                           index=None, placeholder="pick a results file…")
     if chosen is not None and st.button("Load", key="ev_load"):

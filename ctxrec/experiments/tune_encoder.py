@@ -11,11 +11,11 @@ from pathlib import Path
 
 from ..data.catalog import builtin_catalog
 from ..data.judged_intents import load_judged_intents
+from ..evaluation.history_text import HistoryTextRanker
 from ..evaluation.protocol import Protocol, evaluate_protocols
 from ..rank.recommender import Recommender
 from ..text.embed_cache import item_embeddings
 from ..text.encoders import DEFAULT_ENCODER, TextEncoder, load_encoder
-from ..evaluation.history_text import HistoryTextRanker
 from ..tune.encoder import TUNING_FILE, log_pairs, tune_encoder
 from .intents import judge_rankings
 from .movielens import ExperimentConfig, _load_split
