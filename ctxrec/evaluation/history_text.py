@@ -47,7 +47,7 @@ class HistoryTextRanker:
         self.name = name or f"LM history text ({encoder.name})"
 
     def query_text(self, query: Query) -> str:
-        recent = query.items[-self.max_items:] if self.max_items else query.items[:0]
+        recent = query.items[max(0, len(query.items) - self.max_items):]
         return history_text([self.titles[i] for i in recent], query.timestamp)
 
     def scores(self, queries: Sequence[Query]) -> np.ndarray:

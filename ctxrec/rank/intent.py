@@ -170,12 +170,7 @@ class Constraint:
     def has(self, catalog: Catalog, index: ColumnValues | None = None) -> np.ndarray:
         """(N,) booleans: the items of ``catalog`` whose column holds one of ``values``
         (``index``: the catalog's :class:`ColumnValues`, so a new request loops over nothing)."""
-        held = (index or ColumnValues(catalog))(self.column)
-        out = np.zeros(len(catalog.items), dtype=bool)
-        for value in self.values:
-            if value in held:
-                out |= held[value]
-        return out
+        return (index or ColumnValues(catalog)).holding(self.column, self.values)
 
     def breaks(self, catalog: Catalog, index: ColumnValues | None = None) -> np.ndarray:
         """(N,) booleans: the items of ``catalog`` that break it; an item without the column's
@@ -189,13 +184,11 @@ class Constraint:
                 return (minutes > self.limit) if self.at_most else (minutes < self.limit)
         index = index or ColumnValues(catalog)
         if self.kind == "screen":  # screen-free: devices empty, or a speaker among them
-            return index.stated(self.column) & ~replace(self, values=("speaker",)).has(catalog,
-                                                                                      index)
+            return index.stated(self.column) & ~index.holding(self.column, ("speaker",))
         if self.kind == "exclusion":
             return self.has(catalog, index)
         if self.kind == "diet":  # an untagged dish is not known to be meat-free
-            return replace(self, column="category", values=self.within).has(catalog, index) & \
-                ~self.has(catalog, index)
+            return index.holding("category", self.within) & ~self.has(catalog, index)
         return index.stated(self.column) & ~self.has(catalog, index)
 
 
@@ -225,6 +218,15 @@ class ColumnValues:
         """(N,) booleans: the items with at least one value in ``column``."""
         self(column)
         return self._stated[column]
+
+    def holding(self, column: str, values: Collection[str]) -> np.ndarray:
+        """(N,) booleans: the items whose ``column`` holds one of ``values``."""
+        held = self(column)
+        out = np.zeros(len(self.catalog.items), dtype=bool)
+        for value in values:
+            if value in held:
+                out |= held[value]
+        return out
 
 
 def _values(cell) -> set[str]:
@@ -293,7 +295,9 @@ class IntentReader:
         items = catalog.items
         self.kinds = {str(c) for c in items["category"].dropna().unique()} \
             if "category" in items else set()
-        self.tags = {t for tags in items["tags"] for t in tags} if "tags" in items else set()
+        # one index of the list columns serves the vocabulary here and every limit's test
+        self.values = ColumnValues(catalog)
+        self.tags = set(self.values("tags"))
         self.moods = {str(m) for m in items["mood"].dropna().unique()} if "mood" in items \
             else set()
         words = {k: v for k, v in KIND_WORDS.items() if k in self.kinds}
@@ -305,9 +309,8 @@ class IntentReader:
             if self.tags & {"vegetarian", "vegan"} else ()
         # tags that name a situation ("morning", "home", "kids") are the context component's,
         # and tags that name a kind ("podcast") are read as the kind
-        self._not_preferences = self.kinds | {str(v) for column in SITUATION_COLUMNS
-                                              if column in items for cell in items[column]
-                                              for v in _values(cell)}
+        self._not_preferences = self.kinds | {v for column in SITUATION_COLUMNS
+                                              for v in self.values(column)}
         spoken = {t.replace("-", " "): t for t in self.tags if len(t) > 2}
         self._tag_words = spoken
         self._tag_pattern = re.compile(r"\b(?:" + "|".join(

@@ -42,7 +42,7 @@ from ..data.context_fields import context_fields
 from ..text.encoders import TextEncoder
 from .components import (MOOD_PROTOTYPES, StructuredAttributes, history_attention,
                          mood_distribution, mood_match, standardise)
-from .intent import ColumnValues, Constraint, IntentReader, KindAnswerer, ReadIntent
+from .intent import Constraint, IntentReader, KindAnswerer, ReadIntent
 from .weights import COMPONENTS, Weights, adaptive_weights
 
 __all__ = ["Ranking", "Recommender", "RecommenderConfig"]
@@ -155,7 +155,7 @@ class Recommender:
         self.reader = IntentReader(catalog, getattr(encoder.tokenizer, "vocab", ()))
         self.kind_reader: KindAnswerer | None = None
         self._read = lru_cache(maxsize=256)(self._read_intent)
-        values = ColumnValues(catalog)
+        values = self.reader.values
         self._breaks = lru_cache(maxsize=256)(lambda c: c.breaks(catalog, values))
         self._has = lru_cache(maxsize=256)(lambda c: c.has(catalog, values))
 
