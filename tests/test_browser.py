@@ -326,7 +326,10 @@ def test_a_log_trained_context_model_in_the_browser(tmp_path):
         tab.get_by_role("link", name="Train").click()
         tab.get_by_role("tab", name="Saved models").click()
         tab.get_by_role("button", name="Use this model in the app").click()
-        tab.get_by_role("button", name="Stop using it").wait_for(timeout=60_000)
+        # "Stop using it" is drawn disabled before the click's rerun: wait until it is enabled,
+        # or the page change can overtake the attach on a loaded machine
+        tab.locator('button:not([disabled])', has_text="Stop using it").wait_for(timeout=120_000)
+        tab.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden", timeout=120_000)
         assert tab.get_by_text("context learned from the log (tokens").count() == 1
         tab.get_by_role("link", name="Recommend").click()
         tab.get_by_text("Fields the attached model learned").wait_for(timeout=120_000)
