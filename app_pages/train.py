@@ -9,17 +9,20 @@ from ctxrec.sequence.config import TrainConfig
 from ctxrec.sequence.job import latest_job, models_home, run_folder_name, start_job
 from ctxrec.sequence.run import TrainingRun
 from ctxrec.server_policy import PolicyError
+from ctxrec.tune.job import latest_tuning
 from ui import state
 from ui.pickers import folder_picker
 from ui.training import (HIDDEN_SIZES, MEMORIES, REPRS, finished_job, log_upload, preset_picker,
                          running_job, saved_models_tab)
+from ui.tuning import tuning_tab
 
 st.title("🏋️ Train a sequence model")
 st.caption("Self-attention over a person's history in order (SASRec), trained with a full "
            "softmax over all items. Once trained on the active catalog's interactions, it adds "
-           "the **sequence** component to the ranking and its attention to the Attention page.")
+           "the **sequence** component to the ranking and its attention to the Attention page. "
+           "**Tune a language model** teaches the LLM re-ranker or the text encoder the same log.")
 
-new_tab, saved_tab = st.tabs(["New model", "Saved models"])
+new_tab, saved_tab, tune_tab = st.tabs(["New model", "Saved models", "Tune a language model"])
 with new_tab:
     source = st.radio("Interactions", ("MovieLens folder", "Interaction log CSV"),
                       key="tr_source", horizontal=True)
@@ -33,7 +36,9 @@ with new_tab:
         log_file, mapping = log_upload(state.catalog().name)
     preset = preset_picker(default="quick")
     job = latest_job(state.owner())
-    running = job is not None and not job.done
+    tuning = latest_tuning(state.owner())
+    training = job is not None and not job.done
+    running = training or (tuning is not None and not tuning.done)  # one job at a time
     with st.form("tr_form"):
         left, mid, right = st.columns(3)
         item_repr = left.selectbox("Items as", list(REPRS), format_func=REPRS.get, key="tr_repr")
@@ -68,10 +73,13 @@ with new_tab:
             st.warning(f"Not started: {str(err).rstrip('.')}.")
         else:
             st.rerun()
-    if running:
+    if training:
         running_job()
     elif job is not None:
         finished_job(job)
 
 with saved_tab:
     saved_models_tab()
+
+with tune_tab:
+    tuning_tab()

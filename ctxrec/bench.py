@@ -290,7 +290,9 @@ def bench_context(sizes: Sequence[int] = (10_000,), calls: int = 50, k: int = 20
 
 def bench_rerank(top_k: int = 20, calls: int = 5, llm: str | None = None) -> dict:
     """Latency of re-ranking the top ``top_k`` with the generative LLM (a new intent on every
-    call, so no prompt is served from the cache), the model's load times and the peak memory.
+    call, so no prompt is served from the cache), pointwise (``rerank``) and listwise
+    (``rerank_listwise``, one prompt for the K, at most 26) in the same process, the model's load
+    times and the peak memory.
 
     ``load_s`` is the first load of the LLM in a process that has already loaded the text
     encoder, as the app has; ``fresh_process`` times a new interpreter importing the libraries
@@ -299,7 +301,7 @@ def bench_rerank(top_k: int = 20, calls: int = 5, llm: str | None = None) -> dic
 
     from .data.scenarios import load_presets
     from .llm.models import DEFAULT_LLM, load_llm
-    from .llm.rerank import LLMReranker, shared_prefix_length
+    from .llm.rerank import LABELS, LLMReranker, shared_prefix_length
 
     name = llm or DEFAULT_LLM
     fresh = _fresh_process_load(name)  # also converts and caches the packaged model if needed
@@ -308,23 +310,27 @@ def bench_rerank(top_k: int = 20, calls: int = 5, llm: str | None = None) -> dic
     model = load_llm(name)
     load_s = time.perf_counter() - start
     reranker = LLMReranker(model)
+    listwise = LLMReranker(model, scoring="listwise")
     catalog = builtin_catalog()
     recommender = Recommender(catalog, encoder, item_embeddings(encoder, catalog))
     base = load_presets()[0].context
     intents = ("something light for breakfast", "a calm film for a rainy evening",
                "music to focus at work", "a board game for friends", "a quick healthy dinner")
 
-    def call(i: int) -> None:
-        context = replace(base, intent=f"{intents[i % len(intents)]} ({i})")
+    def call(i: int, way: LLMReranker = reranker) -> None:
+        context = replace(base, intent=f"{intents[i % len(intents)]} ({i}, {way.scoring})")
         first = recommender.recommend(context, k=top_k)
-        reranker.rerank(first, catalog, context, llm_weight=1.0, top_k=top_k)
+        way.rerank(first, catalog, context, llm_weight=1.0, top_k=top_k)
 
     timings = _time_calls(call, calls, warmup=1)
+    listwise_timings = _time_calls(lambda i: call(i, listwise), calls, warmup=1)
     context = replace(base, intent=intents[0])
     prompts = [reranker.prompt(context, catalog.brief(i)).text
                for i in recommender.recommend(context, k=top_k).table["item_id"]]
     ids = model.tokenizer(prompts, add_special_tokens=False)["input_ids"]
     shared = shared_prefix_length(ids)
+    one_list = listwise.list_prompt(context, [catalog.brief(i) for i in recommender.recommend(
+        context, k=min(top_k, len(LABELS))).table["item_id"]]).text
     first_stage = _time_calls(lambda i: recommender.recommend(
         replace(base, intent=f"{intents[i % len(intents)]} [{i}]"), k=top_k), calls)
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -333,7 +339,12 @@ def bench_rerank(top_k: int = 20, calls: int = 5, llm: str | None = None) -> dic
             "load_s": round(load_s, 2), "fresh_process": fresh,
             "prompt_tokens": {"shared": shared, "per_item_mean": round(
                 float(np.mean([len(i) - shared for i in ids])), 1)},
+            "listwise_prompt_tokens": len(model.tokenizer(one_list, add_special_tokens=False)[
+                "input_ids"]),
             "rerank": _percentiles(timings),
+            "rerank_listwise": _percentiles(listwise_timings),
+            "listwise_over_pointwise_p50": round(float(np.median(listwise_timings) /
+                                                       np.median(timings)), 3),
             "first_stage": _percentiles(first_stage),
             "torch_threads": torch.get_num_threads(), "peak_rss_mb": round(peak_kb / 1024, 1)}
 
@@ -368,5 +379,6 @@ def bench_all(sizes: Sequence[int] = (1_000, 10_000, 100_000, 1_000_000), calls:
                 "sequence_tokens", "extract", "rollout")},
             "training_epoch_s": min(training["epoch_s"]) if "epoch_s" in training else None,
             "training": training,
-            "rerank_top20": {k: rerank[k] for k in ("model", "device", "rerank", "load_s")},
+            "rerank_top20": {k: rerank[k] for k in ("model", "device", "rerank", "rerank_listwise",
+                                                    "load_s")},
             "peak_rss_mb": round(peak_kb / 1024, 1)}

@@ -8,6 +8,7 @@ commands:
   evaluate-intents  the recommender with and without the intent reader on judged intents
   train             train the self-attentive sequence model; JSON results
   tune-encoder      tune the sentence encoder on a MovieLens log; JSON: frozen against tuned
+  tune-llm          tune the LLM re-ranker (LoRA) on a MovieLens log behind a sequence model
   bench             benchmarks; JSON on stdout
   data download     download, check and unpack a MovieLens data set (needs the network)
 
@@ -69,7 +70,8 @@ def _parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_recommend, _add_embed, _add_evaluate, _add_evaluate_context,
-                _add_evaluate_intents, _add_train, _add_tune_encoder, _add_bench, _add_data):
+                _add_evaluate_intents, _add_train, _add_tune_encoder, _add_tune_llm, _add_bench,
+                _add_data):
         add(sub)
     return parser
 
@@ -195,7 +197,12 @@ def _add_evaluate(sub: _Sub) -> None:
                     help="also run ctxrec with the generative LLM re-ranking its top K")
     ev.add_argument("--llm", default=None, help="causal LM id or folder (default: packaged)")
     ev.add_argument("--llm-k", type=int, default=20)
-    ev.add_argument("--llm-weight", type=float, default=1.0)
+    ev.add_argument("--llm-weight", type=float, default=None,
+                    help="weight of the LLM's standardised score (default: the adapter's "
+                         "validated weight with --llm-adapter, else 1)")
+    ev.add_argument("--llm-adapter", default=None, metavar="DIR",
+                    help="a re-ranker tuned with tune-llm: its base model, scoring way and "
+                         "validated weight (implies --llm-rerank)")
     ev.add_argument("--out", help=_RESULTS_HELP)
     ev.add_argument("--model", default=DEFAULT_ENCODER,
                     help="encoder id or folder for lm-text, lm-history and ctxrec (e.g. one "
@@ -212,8 +219,9 @@ def _run_evaluate(args: argparse.Namespace) -> int:
                               sampling=args.sampling, k=args.k, target=args.target,
                               ablations=args.ablations, context_blank=args.context_blank,
                               max_users=args.max_users, checkpoint=args.checkpoint,
-                              llm_rerank=args.llm_rerank, llm=args.llm, llm_k=args.llm_k,
-                              llm_weight=args.llm_weight, encoder=args.model)
+                              llm_rerank=args.llm_rerank or args.llm_adapter is not None,
+                              llm=args.llm, llm_k=args.llm_k, llm_weight=args.llm_weight,
+                              llm_adapter=args.llm_adapter, encoder=args.model)
     _write_results(run_experiment(config, progress=_print_stage), args.out)
     return 0
 
@@ -347,6 +355,72 @@ def _run_tune_encoder(args: argparse.Namespace) -> int:
                            epochs=args.epochs, batch_size=args.batch_size,
                            learning_rate=args.learning_rate, seed=args.seed,
                            progress=_print_stage)
+    _write_results(run, args.results)
+    return 0
+
+
+def _add_tune_llm(sub: _Sub) -> None:
+    tl = sub.add_parser("tune-llm",
+                        help="tune the generative re-ranker with LoRA on a MovieLens log, behind a "
+                             "trained sequence model; JSON: validation NDCG@10 of the first stage, "
+                             "zero-shot and tuned re-ranking")
+    tl.add_argument("--data", required=True, help="MovieLens folder, e.g. ml-latest-small")
+    tl.add_argument("--checkpoint", required=True, metavar="FOLDER",
+                    help="the first stage: a sequence model trained on --data (train)")
+    tl.add_argument("--out", default=None,
+                    help="folder for the adapter (default: $CTXREC_HOME/rerankers/<data>-"
+                         "<scoring>, which the LLM re-rank page lists); load it anywhere with "
+                         "--llm-adapter")
+    tl.add_argument("--model", default=None, help="causal LM id or folder (default: packaged)")
+    tl.add_argument("--scoring", choices=["listwise", "pointwise"], default="listwise",
+                    help="one prompt with the K candidates lettered, or a Yes/No per candidate")
+    tl.add_argument("--examples-per-user", type=int, default=4,
+                    help="moments drawn from each user's training history; those whose next "
+                         "item is in the first stage's top K are kept")
+    tl.add_argument("--negatives", type=int, default=3,
+                    help="pointwise: hard negatives per moment, from the same top K")
+    tl.add_argument("--top-k", type=int, default=20, help="candidates re-ranked (listwise ≤ 26)")
+    tl.add_argument("--epochs", type=int, default=1)
+    tl.add_argument("--batch-size", type=int, default=4)
+    tl.add_argument("--learning-rate", type=float, default=2e-4)
+    tl.add_argument("--lora-rank", type=int, default=16)
+    tl.add_argument("--eval-every", type=int, default=100,
+                    help="steps between validation checks (early stopping)")
+    tl.add_argument("--patience", type=int, default=2,
+                    help="checks without improvement before stopping")
+    tl.add_argument("--seed", type=int, default=0)
+    tl.add_argument("--results", default=None, help=_RESULTS_HELP)
+
+
+def _run_tune_llm(args: argparse.Namespace) -> int:
+    from .experiments.tune_llm import run_tune_llm
+    from .llm.adapters import rerankers_dir
+    from .llm.models import DEFAULT_LLM
+    from .llm.rerank import LABELS
+
+    for name in ("examples_per_user", "epochs", "batch_size", "lora_rank", "eval_every",
+                 "patience"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+    if not 2 <= args.top_k <= (len(LABELS) if args.scoring == "listwise" else 1000):
+        raise ValueError(f"--top-k must be between 2 and {len(LABELS)} for listwise scoring"
+                         if args.scoring == "listwise" else "--top-k must be at least 2")
+    out = args.out or str(rerankers_dir() / f"{Path(args.data).resolve().name}-{args.scoring}")
+
+    def progress(kind: str, figures: dict) -> None:
+        if kind == "check":
+            print(f"step {figures['step']}: valid NDCG@10 {figures['valid_ndcg@10']:.4f} at "
+                  f"weight {figures['weight']:g}", file=sys.stderr)
+        else:
+            print(f"\rstep {figures['step']}/{figures['steps']} loss {figures['loss']:.4f}",
+                  end="", file=sys.stderr)
+
+    run = run_tune_llm(args.data, args.checkpoint, out, model=args.model or DEFAULT_LLM,
+                       scoring=args.scoring, per_user=args.examples_per_user,
+                       negatives=args.negatives, top_k=args.top_k, epochs=args.epochs,
+                       batch_size=args.batch_size, learning_rate=args.learning_rate,
+                       lora_rank=args.lora_rank, eval_every=args.eval_every,
+                       patience=args.patience, seed=args.seed, progress=progress)
     _write_results(run, args.results)
     return 0
 
@@ -511,6 +585,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "evaluate": _run_evaluate,
     "evaluate-context": _run_evaluate_context,
     "evaluate-intents": _run_evaluate_intents,
+    "tune-llm": _run_tune_llm,
     "train": _run_train,
     "tune-encoder": _run_tune_encoder,
     "bench": _run_bench,

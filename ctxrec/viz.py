@@ -227,12 +227,34 @@ def training_curves_figure(epochs: Sequence[dict], target: float | None = None) 
                     mode="lines+markers", line=dict(color="#E45756"), yaxis="y2",
                     text=[f"epoch {e['epoch']}" for e in epochs],
                     hovertemplate="%{text}, %{x:.0f} s: NDCG@10 %{y:.4f}<extra></extra>")
-    if target is not None:
-        fig.add_hline(y=target, yref="y2", line_dash="dot", line_color="#E45756",
-                      annotation_text=f"reference {target:.4f}")
+    return _loss_and_ndcg_axes(fig, "training time (s)", target, "reference")
+
+
+def _loss_and_ndcg_axes(fig: go.Figure, x_title: str, level: float | None, level_name: str
+                        ) -> go.Figure:
+    """Loss on the left axis, validation NDCG@10 on the right, and a dotted NDCG level."""
+    if level is not None:
+        fig.add_hline(y=level, yref="y2", line_dash="dot", line_color="#E45756",
+                      annotation_text=f"{level_name} {level:.4f}")
     fig.update_layout(height=360, margin=dict(l=10, r=10, t=30, b=10),
-                      xaxis=dict(title="training time (s)", rangemode="tozero"),
+                      xaxis=dict(title=x_title, rangemode="tozero"),
                       yaxis=dict(title="training loss"),
                       yaxis2=dict(title="validation NDCG@10", overlaying="y", side="right"),
                       legend=dict(orientation="h", y=1.12))
     return fig
+
+
+def tuning_curves_figure(losses: Sequence[tuple[int, float]], checks: Sequence[dict],
+                         first_stage: float | None = None) -> go.Figure:
+    """Training loss (left axis) and validation NDCG@10 of the re-ranked list at its validated
+    weight (right axis) against the training step; ``first_stage`` draws the first stage alone."""
+    fig = go.Figure()
+    fig.add_scatter(x=[s for s, _ in losses], y=[v for _, v in losses], name="training loss",
+                    mode="lines", line=dict(color="#4C78A8"),
+                    hovertemplate="step %{x}: loss %{y:.4f}<extra></extra>")
+    fig.add_scatter(x=[c["step"] for c in checks], y=[c["valid_ndcg@10"] for c in checks],
+                    name="validation NDCG@10 (re-ranked)", mode="lines+markers",
+                    line=dict(color="#E45756"), yaxis="y2",
+                    text=[f"weight {c['weight']:g}" for c in checks],
+                    hovertemplate="step %{x}, %{text}: NDCG@10 %{y:.4f}<extra></extra>")
+    return _loss_and_ndcg_axes(fig, "training step", first_stage, "first stage alone")

@@ -19,7 +19,8 @@ from ctxrec.data.context import Context
 from ctxrec.data.scenarios import Scenario, ScenarioError, ScenarioStore, load_presets, store_path
 from ctxrec.inspect.attention import AttentionModel, PairAttention, StepByStep
 from ctxrec.inspect.similarity import project_2d
-from ctxrec.llm.models import load_llm
+from ctxrec.llm.adapters import load_tuned_reranker
+from ctxrec.llm.models import CausalLM, load_llm
 from ctxrec.llm.rerank import AnswerFocus, LLMReranker, OcclusionRow
 from ctxrec.sequence.train import TrainedModel, load_checkpoint
 from ctxrec.server_policy import PolicyError, ServerPolicy
@@ -197,19 +198,31 @@ def scenario_choices() -> dict[str, Scenario]:
 
 
 @st.cache_resource(show_spinner="Loading the generative language model…", max_entries=MODELS)
-def llm_reranker(name: str, trust_remote_code: bool) -> LLMReranker:
-    reranker = LLMReranker(load_llm(name, trust_remote_code=trust_remote_code))
-    log.info("ctxrec: loaded LLM %s on %s", name, reranker.llm.device)
-    return reranker
+def causal_lm(name: str, trust_remote_code: bool) -> CausalLM:
+    llm = load_llm(name, trust_remote_code=trust_remote_code)
+    log.info("ctxrec: loaded LLM %s on %s", name, llm.device)
+    return llm
+
+
+@st.cache_resource(max_entries=2 * MODELS)
+def llm_reranker(name: str, trust_remote_code: bool, scoring: str = "pointwise") -> LLMReranker:
+    """One re-ranker per scoring way, both over the one loaded model."""
+    return LLMReranker(causal_lm(name, trust_remote_code), scoring=scoring)
+
+
+@st.cache_resource(show_spinner="Loading the tuned re-ranker…", max_entries=MODELS)
+def tuned_reranker(folder: str) -> LLMReranker:
+    return load_tuned_reranker(folder)
 
 
 @st.cache_data(show_spinner="Reading the model's attention…", max_entries=32)
 def answer_focus(_reranker: LLMReranker, context: Context, item_text: str,
-                 titles: dict[str, str], model_name: str | None = None) -> AnswerFocus:
-    return _reranker.answer_focus(context, item_text, titles)
+                 titles: dict[str, str], among: tuple[str, ...] = (),
+                 model_name: str | None = None) -> AnswerFocus:
+    return _reranker.answer_focus(context, item_text, titles, among)
 
 
 @st.cache_data(show_spinner="Leaving each field out in turn…", max_entries=32)
 def occlusion(_reranker: LLMReranker, context: Context, item_text: str, titles: dict[str, str],
-              model_name: str | None = None) -> list[OcclusionRow]:
-    return _reranker.occlusion(context, item_text, titles)
+              among: tuple[str, ...] = (), model_name: str | None = None) -> list[OcclusionRow]:
+    return _reranker.occlusion(context, item_text, titles, among)

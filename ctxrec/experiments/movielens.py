@@ -18,7 +18,7 @@ from ..rank.ranker import RecommenderRanker, ablations
 from ..text.encoders import DEFAULT_ENCODER
 from .results import code_version
 
-__all__ = ["MASKINGS", "MODELS", "ExperimentConfig", "run_experiment"]
+__all__ = ["MASKINGS", "MODELS", "ExperimentConfig", "load_split", "run_experiment"]
 
 MODELS = ("popularity", "item-knn", "lm-text", "lm-history", "ctxrec")
 MASKINGS = ("both", "unmasked", "masked")
@@ -49,6 +49,8 @@ class ExperimentConfig:
         llm_rerank: also run a first stage followed by the generative LLM re-ranker on its top
             ``llm_k`` items with weight ``llm_weight``; the first stage is the sequence model
             when ``checkpoint`` is given, else ctxrec.
+        llm_adapter: a re-ranker tuned with ``tune-llm``: its base model, scoring way and (when
+            ``llm_weight`` is None) validated weight replace ``llm``'s.
     """
 
     data: str
@@ -70,7 +72,8 @@ class ExperimentConfig:
     llm_rerank: bool = False
     llm: str | None = None  # None: the packaged SmolLM2
     llm_k: int = 20
-    llm_weight: float = 1.0
+    llm_weight: float | None = None  # None: the adapter's validated weight, else 1
+    llm_adapter: str | None = None
 
 
 def run_experiment(config: ExperimentConfig, progress: Progress | None = None) -> dict:
@@ -82,7 +85,7 @@ def run_experiment(config: ExperimentConfig, progress: Progress | None = None) -
         raise ValueError(f"unknown models {unknown}; choose from {', '.join(MODELS)}")
     if config.masking not in MASKINGS:
         raise ValueError(f"unknown masking '{config.masking}'; choose from {', '.join(MASKINGS)}")
-    catalog, split = _load_split(config)
+    catalog, split = load_split(config)
     users = sorted(split.test, key=str)[: config.max_users] if config.max_users else None
     rankers = _rankers(config, catalog, split, progress)
     _name_uniquely(rankers)
@@ -109,7 +112,8 @@ def _protocols(config: ExperimentConfig) -> list[Protocol]:
     return [Protocol("full", mask_history=m) for m in masks]
 
 
-def _load_split(config: ExperimentConfig):
+def load_split(config: ExperimentConfig):
+    """The catalog and the split ``config`` asks for, from its MovieLens folder."""
     from ..data.movielens import load_movielens
 
     catalog, interactions = load_movielens(config.data)
@@ -190,15 +194,22 @@ def _sequence_rankers(config: ExperimentConfig, catalog) -> list:
 
 
 def _llm_ranker(config: ExperimentConfig, first, catalog):
+    from ..llm.adapters import load_tuned_reranker, read_adapter
     from ..llm.models import DEFAULT_LLM, load_llm
     from ..llm.ranker import LLMRerankRanker
     from ..llm.rerank import LLMReranker
 
-    reranker = LLMReranker(load_llm(config.llm or DEFAULT_LLM))
+    weight = config.llm_weight
+    if config.llm_adapter:
+        reranker = load_tuned_reranker(config.llm_adapter)
+        weight = read_adapter(config.llm_adapter)["weight"] if weight is None else weight
+    else:
+        reranker = LLMReranker(load_llm(config.llm or DEFAULT_LLM))
+    weight = 1.0 if weight is None else weight
     return LLMRerankRanker(
-        first, reranker, catalog, weight=config.llm_weight, top_k=config.llm_k,
-        name=f"{first.name} + {reranker.name} re-rank (top {config.llm_k}, weight "
-             f"{config.llm_weight:g})")
+        first, reranker, catalog, weight=weight, top_k=config.llm_k,
+        name=f"{first.name} + {reranker.name} re-rank ({reranker.scoring}, top {config.llm_k}, "
+             f"weight {weight:g})")
 
 
 def _name_uniquely(rankers: list) -> None:

@@ -18,7 +18,7 @@ from ..text.embed_cache import item_embeddings
 from ..text.encoders import DEFAULT_ENCODER, TextEncoder, load_encoder
 from ..tune.encoder import TUNING_FILE, log_pairs, tune_encoder
 from .intents import judge_rankings
-from .movielens import ExperimentConfig, _load_split
+from .movielens import ExperimentConfig, load_split
 from .results import code_version
 
 __all__ = ["INTENT_LOSS_ALLOWED", "run_tune_encoder"]
@@ -29,17 +29,18 @@ Progress = Callable[[str, int, int], None]
 
 def run_tune_encoder(data: str, out: str, base: str = DEFAULT_ENCODER, per_user: int = 20,
                      epochs: int = 1, batch_size: int = 32, learning_rate: float = 5e-5,
-                     seed: int = 0, progress: Progress | None = None) -> dict:
+                     seed: int = 0, progress: Progress | None = None,
+                     should_stop: Callable[[], bool] | None = None) -> dict:
     """Tune on the leave-last-out split's training histories (exact time order), then compare."""
     config = ExperimentConfig(data=data, encoder=base)
-    catalog, split = _load_split(config)
+    catalog, split = load_split(config)
     pairs = log_pairs(split, catalog, per_user=per_user, seed=seed)
     frozen = _validation_and_intents(load_encoder(base), catalog, split, progress, "frozen")
     tuned_encoder = load_encoder(base)
     tuning = tune_encoder(tuned_encoder, pairs, out, epochs=epochs, batch_size=batch_size,
                           learning_rate=learning_rate, seed=seed,
                           progress=(lambda s, n, _: progress("tuning", s, n)) if progress
-                          else None)
+                          else None, should_stop=should_stop)
     tuned = _validation_and_intents(load_encoder(str(Path(out).resolve())), catalog, split,
                                     progress, "tuned")
     change = (tuned["intents_ndcg@10"] - frozen["intents_ndcg@10"]) / \

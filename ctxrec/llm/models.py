@@ -206,7 +206,7 @@ def _load_packaged(device: str):
 
 
 def load_llm(name: str = DEFAULT_LLM, device: str | None = None,
-             trust_remote_code: bool = False) -> CausalLM:
+             trust_remote_code: bool = False, adapter: str | Path | None = None) -> CausalLM:
     """Load a causal LM for the re-ranker.
 
     Args:
@@ -215,6 +215,8 @@ def load_llm(name: str = DEFAULT_LLM, device: str | None = None,
         device: ``cuda``, ``mps`` or ``cpu``; picked automatically when ``None``.
         trust_remote_code: allow the model's own Python code to run. Off unless the person turns
             it on.
+        adapter: a LoRA adapter folder (peft's format) for this base model, merged into the
+            weights before they are wrapped, so scores cost what the base model's cost.
 
     Raises:
         ModelLoadError: with a readable reason, whatever went wrong.
@@ -242,9 +244,21 @@ def load_llm(name: str = DEFAULT_LLM, device: str | None = None,
                 if local else ""
             raise ModelLoadError(f"Could not load '{name}' as a causal language model"
                                  f"{offline}: {err}") from err
+    if adapter is not None:
+        model = _merge_adapter(model, Path(adapter).expanduser())
+        name = f"{name} + {Path(adapter).name}"
     try:
         return CausalLM.wrap(model, tokenizer, name, device)
     except ModelLoadError:
         raise
     except Exception as err:  # e.g. out of memory while moving to the device
         raise ModelLoadError(f"Could not move '{name}' to {device}: {err}") from err
+
+
+def _merge_adapter(model: torch.nn.Module, folder: Path) -> torch.nn.Module:
+    from peft import PeftModel
+
+    try:
+        return PeftModel.from_pretrained(model, str(folder)).merge_and_unload()
+    except Exception as err:  # a missing folder, another base model's adapter, a bad file
+        raise ModelLoadError(f"Could not apply the adapter in {folder}: {err}") from err

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..data.catalog import Catalog
 from ..rank.query import Query, Ranker, query_context
-from .rerank import LLMReranker
+from .rerank import LABELS, LLMReranker
 
 __all__ = ["LLMRerankRanker"]
 
@@ -35,10 +35,12 @@ class LLMRerankRanker:
         ids = self.catalog.ids
         for row, query in enumerate(queries):
             finite = np.flatnonzero(np.isfinite(base[row]))
-            k = min(self.top_k, finite.size)
+            k = min(self.top_k, finite.size,
+                    len(LABELS) if self.reranker.scoring == "listwise" else finite.size)
             if k < 2:
                 continue
             top = finite[np.argpartition(-base[row, finite], k - 1)[:k]]
+            top = top[np.argsort(-base[row, top], kind="stable")]  # a list reads in rank order
             context = query_context(query, ids, self.max_history)
             _, contribution = self.reranker.contribution(context, self.catalog, ids[top],
                                                          self.weight)

@@ -1,8 +1,9 @@
-"""A generative LLM re-ranker: a causal LM judges each of the first stage's top-K items pointwise.
+"""A generative LLM re-ranker: a causal LM judges the first stage's top-K items, one at a time
+(pointwise) or all in one prompt (listwise).
 
-For one (context, item) pair the model reads a prompt that lays out the person's situation, asks
-whether the suggestion below fits it, to be answered Yes or No, and ends with the item in its brief
-form (:meth:`Catalog.brief`). The score is
+**Pointwise.** For one (context, item) pair the model reads a prompt that lays out the person's
+situation, asks whether the suggestion below fits it, to be answered Yes or No, and ends with the
+item in its brief form (:meth:`Catalog.brief`). The score is
 
     s = log P(Yes) − log P(No)
 
@@ -19,12 +20,19 @@ What the packaged SmolLM2-135M measures is mostly the item itself: it ranks brea
 late-night ones at 07:30, but also at 23:45 with a "sleepless night" request, and leaving out a
 context line moves its score by about a tenth of the spread between items. The occlusion view shows
 how much a given model reads the context.
+
+**Listwise** (LlamaRec's verbalizer): one prompt lists the K candidates under the letters A, B, …
+in the first stage's order and asks which fits best; one forward pass gives the next-token
+distribution, and each candidate's score is the log-probability of its letter among the K
+letters. That is one pass for K items instead of K item suffixes, and it is what the re-ranker
+tuned on a log (``python -m ctxrec tune-llm``) learns to answer.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
+import string
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
@@ -41,8 +49,9 @@ from ..rank.components import standardise
 from ..rank.recommender import Ranking
 from .models import DEFAULT_LLM, CausalLM, load_llm
 
-__all__ = ["AnswerFocus", "LLMReranker", "OcclusionRow", "Prompt", "PromptPart", "build_prompt",
-           "context_parts", "prompt_parts", "render_chat", "shared_prefix_length"]
+__all__ = ["LABELS", "SCORINGS", "AnswerFocus", "LLMReranker", "OcclusionRow", "Prompt",
+           "PromptPart", "answer_token_ids", "build_prompt", "context_parts", "label_token_ids",
+           "list_prompt_parts", "prompt_parts", "render_chat", "shared_prefix_length"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +60,10 @@ QUESTION = "Is the suggestion below a good fit for my situation? Answer Yes or N
 EXPLAIN_QUESTION = ("In one sentence, explain why the suggestion below does or does not fit my "
                     "situation.")
 ANSWERS = ("Yes", "No")
+LIST_QUESTION = ("Which one of the suggestions below fits my situation best? Answer with its "
+                 "letter.")
+LABELS = string.ascii_uppercase  # one token each in the tokenizers tried; 26 candidates at most
+SCORINGS = ("pointwise", "listwise")
 MAX_INTENT_CHARS = 400
 KIND_SEGMENT = {"template": 0, "context": 1, "item": 2}
 
@@ -162,6 +175,20 @@ def prompt_parts(context: Context, item_text: str, titles: Mapping[str, str] | N
             PromptPart("item", "Item", "Suggestion: " + item_text, "item")]
 
 
+def list_prompt_parts(context: Context, item_texts: Sequence[str],
+                      titles: Mapping[str, str] | None = None) -> list[PromptPart]:
+    """The listwise prompt's parts: the situation, the question, then one part per candidate
+    (``item A``, ``item B`` …) in the order given, which should be the first stage's."""
+    if len(item_texts) > len(LABELS):
+        raise ValueError(f"a listwise prompt holds at most {len(LABELS)} candidates, not "
+                         f"{len(item_texts)}")
+    return [PromptPart("instructions", "Instructions", INSTRUCTIONS, "template"),
+            *context_parts(context, titles),
+            PromptPart("question", "Question", LIST_QUESTION, "template"),
+            *(PromptPart(f"item {label}", f"{label}. {text}", f"{label}. {text}", "item")
+              for label, text in zip(LABELS, item_texts))]
+
+
 def shared_prefix_length(ids: Sequence[Sequence[int]]) -> int:
     """How many leading tokens every prompt in ``ids`` has in common, leaving at least one
     token of each for the answer position."""
@@ -233,20 +260,32 @@ def render_chat(tokenizer, system: str, user: str) -> tuple[str, int, int | None
     return f"{head}{user}\nAnswer:", len(head), len(bos) if system else None
 
 
+def _first_tokens(tokenizer, word: str) -> list[int]:
+    """The token ids that start ``word`` without and with a leading space, duplicates removed."""
+    found = []
+    for variant in (word, " " + word):
+        tokens = tokenizer(variant, add_special_tokens=False)["input_ids"]
+        if tokens and tokens[0] not in found:
+            found.append(tokens[0])
+    return found
+
+
 def answer_token_ids(tokenizer) -> tuple[list[int], list[int]]:
     """Token ids that start "Yes" and "No", with and without a leading space, duplicates removed."""
-    ids = []
-    for word in ANSWERS:
-        found = []
-        for variant in (word, " " + word):
-            tokens = tokenizer(variant, add_special_tokens=False)["input_ids"]
-            if tokens and tokens[0] not in found:
-                found.append(tokens[0])
-        ids.append(found)
-    yes, no = ids
+    yes, no = (_first_tokens(tokenizer, word) for word in ANSWERS)
     if set(yes) & set(no) or not yes or not no:
         raise ValueError("the tokenizer does not tell 'Yes' and 'No' apart by their first token")
     return yes, no
+
+
+def label_token_ids(tokenizer, n: int) -> list[list[int]]:
+    """For each of the first ``n`` letters, the token ids that start it with and without a
+    leading space (no-space first); every letter must own its tokens."""
+    found = [_first_tokens(tokenizer, label) for label in LABELS[:n]]
+    flat = [i for ids in found for i in ids]
+    if len(flat) != len(set(flat)) or any(not ids for ids in found):
+        raise ValueError("the tokenizer does not give each candidate letter a token of its own")
+    return found
 
 
 def _token_parts(offsets: Sequence[tuple[int, int]], spans: Mapping[str, tuple[int, int]]
@@ -273,17 +312,23 @@ class LLMReranker:
             about half the work for K items in one context).
         cache_size: at most this many scores, and as many reasons, are kept (least recently
             used go first).
+        scoring: ``pointwise`` (Yes/No per item) or ``listwise`` (one prompt, a letter each).
 
     One re-ranker may serve many threads at once (the app's sessions share it): the model is
     only read, and the caches are guarded by a lock.
     """
 
     def __init__(self, llm: CausalLM | None = None, batch_size: int = 10,
-                 share_prefix: bool = True, cache_size: int = 4096):
+                 share_prefix: bool = True, cache_size: int = 4096,
+                 scoring: str = "pointwise"):
+        if scoring not in SCORINGS:
+            raise ValueError(f"unknown scoring '{scoring}'; choose from {', '.join(SCORINGS)}")
+        self.scoring = scoring
         self._llm = llm
         self.batch_size = batch_size
         self.share_prefix = share_prefix
         self._scores: OrderedDict[str, float] = OrderedDict()
+        self._lists: OrderedDict[str, np.ndarray] = OrderedDict()
         self._reasons: OrderedDict[tuple, str] = OrderedDict()
         self._cache_size = cache_size
         self._answer_ids: tuple[list[int], list[int]] | None = None
@@ -308,11 +353,57 @@ class LLMReranker:
         return build_prompt(self.llm.tokenizer,
                             prompt_parts(context, item_text, titles, question), drop)
 
+    def list_prompt(self, context: Context, item_texts: Sequence[str],
+                    titles: Mapping[str, str] | None = None, drop: Iterable[str] = ()) -> Prompt:
+        """The listwise prompt over ``item_texts``, optionally without some parts."""
+        return build_prompt(self.llm.tokenizer, list_prompt_parts(context, item_texts, titles),
+                            drop)
+
+    def scored_prompt(self, context: Context, item_text: str,
+                      titles: Mapping[str, str] | None = None,
+                      among: Sequence[str] | None = None) -> tuple[Prompt, int]:
+        """The prompt whose answer position scores ``item_text``, and the item's place in it:
+        its own prompt (pointwise), or the list of ``among`` (listwise; ``item_text`` must be one
+        of them)."""
+        if self.scoring == "pointwise":
+            return self.prompt(context, item_text, titles), 0
+        among = list(among) if among else [item_text]
+        return self.list_prompt(context, among, titles), among.index(item_text)
+
     # ----- scoring
     def judge(self, context: Context, item_texts: Sequence[str],
               titles: Mapping[str, str] | None = None) -> np.ndarray:
-        """log P(Yes) − log P(No) for each item in ``context``, (len(item_texts),)."""
+        """One score per item in ``context``, (len(item_texts),): log P(Yes) − log P(No)
+        (pointwise), or the log-probability of the item's letter among the K (listwise)."""
+        if self.scoring == "listwise":
+            return self.judge_lists([self.list_prompt(context, item_texts, titles).text],
+                                    len(item_texts))[0]
         return self.judge_prompts([self.prompt(context, t, titles).text for t in item_texts])
+
+    def judge_lists(self, texts: Sequence[str], n: int, use_cache: bool = True) -> np.ndarray:
+        """(len(texts), n): for each listwise prompt over ``n`` candidates, the log-probability
+        of each candidate's letter, normalised over the ``n`` letters."""
+        found = self._recall(self._lists, texts) if use_cache else {}
+        missing = list(dict.fromkeys(t for t in texts if t not in found))
+        if missing:
+            ids = self.llm.tokenizer(missing, add_special_tokens=False)["input_ids"]
+            rows = []
+            with torch.inference_mode():
+                for start in range(0, len(ids), self.batch_size):
+                    logits = self._last_logits(ids[start:start + self.batch_size], 0, None)
+                    rows += list(self._label_logprobs(logits, n))
+            found.update(zip(missing, rows))
+            if use_cache:
+                with self._lock:
+                    for text in missing:
+                        self._store(self._lists, text, found[text])
+        return np.stack([found[t] for t in texts]) if texts else np.zeros((0, n))
+
+    def _label_logprobs(self, logits: torch.Tensor, n: int) -> np.ndarray:
+        labels = label_token_ids(self.llm.tokenizer, n)
+        logp = torch.log_softmax(logits, dim=-1)
+        per_label = torch.stack([torch.logsumexp(logp[:, ids], dim=-1) for ids in labels], dim=1)
+        return torch.log_softmax(per_label, dim=-1).double().cpu().numpy()
 
     def judge_prompts(self, texts: Sequence[str], use_cache: bool = True) -> np.ndarray:
         """Scores of ready-made prompt texts; repeated prompts come from an in-memory cache."""
@@ -440,6 +531,8 @@ class LLMReranker:
         The rows get :meth:`contribution` as one more contribution column, ``llm`` =
         ``llm_weight`` · z(s), added to ``score``; ``raw_llm`` keeps s.
         """
+        if self.scoring == "listwise":
+            top_k = min(top_k, len(LABELS))
         table = ranking.table.head(top_k).reset_index(drop=True).copy()
         n = len(table)
         raw, contribution = self.contribution(context, catalog, table["item_id"], llm_weight)
@@ -452,39 +545,51 @@ class LLMReranker:
         attention = ranking.history_attention
         if attention.shape[0] >= n:
             attention = attention[:n][order]
-        note = (f"The language model {self.name} re-ranked the top {n}: it was asked whether each "
-                f"item fits the situation, and log P(Yes) − log P(No), standardised over these "
-                f"{n}, was added with weight {llm_weight:g}.")
+        asked = ("was asked whether each item fits the situation, and log P(Yes) − log P(No)"
+                 if self.scoring == "pointwise" else
+                 "read them as one lettered list and was asked which fits best, and the "
+                 "log-probability of each item's letter")
+        note = (f"The language model {self.name} re-ranked the top {n}: it {asked}, "
+                f"standardised over these {n}, was added with weight {llm_weight:g}.")
         return replace(ranking, table=table, history_attention=attention,
                        notes=[*ranking.notes, note])
 
     # ----- inside the decision
     def occlusion(self, context: Context, item_text: str,
-                  titles: Mapping[str, str] | None = None) -> list[OcclusionRow]:
-        """The score with each context field left out, all variants in one batch.
+                  titles: Mapping[str, str] | None = None,
+                  among: Sequence[str] | None = None) -> list[OcclusionRow]:
+        """The score with each context field left out, all variants in one batch; ``among`` is
+        the list a listwise re-ranker reads ``item_text`` in.
 
         ``delta`` is the base score minus the score without the field, both from the same batch.
         """
-        parts = prompt_parts(context, item_text, titles)
+        among = list(among) if among else [item_text]
+        listwise = self.scoring == "listwise"
+        parts = list_prompt_parts(context, among, titles) if listwise else \
+            prompt_parts(context, item_text, titles)
         fields = [p for p in parts if p.kind == "context"]
         tokenizer = self.llm.tokenizer
         texts = [build_prompt(tokenizer, parts).text]
         texts += [build_prompt(tokenizer, parts, drop=[p.name]).text for p in fields]
-        scores = self.judge_prompts(texts, use_cache=False)
+        scores = self.judge_lists(texts, len(among), use_cache=False)[:, among.index(item_text)] \
+            if listwise else self.judge_prompts(texts, use_cache=False)
         base = scores[0]
         return [OcclusionRow(p.name, p.label, float(s), float(base - s))
                 for p, s in zip(fields, scores[1:])]
 
     def answer_attention(self, context: Context, item_text: str,
-                         titles: Mapping[str, str] | None = None) -> PairAttention:
+                         titles: Mapping[str, str] | None = None,
+                         among: Sequence[str] | None = None) -> PairAttention:
         """Attention of every layer and head over the prompt; segments 0 = instructions, question
-        and chat markup, 1 = context, 2 = item."""
-        return self._attend(self.prompt(context, item_text, titles))[0]
+        and chat markup, 1 = context, 2 = item (every candidate, listwise)."""
+        return self._attend(self.scored_prompt(context, item_text, titles, among)[0])[0]
 
     def answer_focus(self, context: Context, item_text: str,
-                     titles: Mapping[str, str] | None = None) -> AnswerFocus:
-        """Where the answer position looks: per head, head-averaged, rolled out, and per part."""
-        prompt = self.prompt(context, item_text, titles)
+                     titles: Mapping[str, str] | None = None,
+                     among: Sequence[str] | None = None) -> AnswerFocus:
+        """Where the answer position looks: per head, head-averaged, rolled out, and per part
+        (listwise: over the list of ``among``)."""
+        prompt = self.scored_prompt(context, item_text, titles, among)[0]
         pair, token_parts = self._attend(prompt)
         per_head = pair.attentions[:, :, -1, :]
         averaged = per_head.mean(axis=1)

@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from ..data.background import BackgroundJob
 from ..data.home import data_home
 from ..data.interaction_log import LogError
 from .config import SequenceConfig
@@ -30,7 +30,7 @@ _starting = threading.Lock()
 
 
 @dataclass
-class TrainingJob:
+class TrainingJob(BackgroundJob):
     """``train_and_report(run, out)`` on a thread of its own.
 
     Read while it runs: ``stage`` (what it is doing), ``batch`` (epoch, batch, batches, loss),
@@ -46,37 +46,12 @@ class TrainingJob:
     epochs: list[dict] = field(default_factory=list)
     report: dict | None = None
     error: str | None = None
-    started: float = 0.0
-    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
-    _thread: threading.Thread | None = field(default=None, repr=False)
 
     def start(self) -> TrainingJob:
-        self.started = time.monotonic()
-        self._thread = threading.Thread(target=self._work, name=f"train {self.out.name}",
-                                        daemon=True)
-        self._thread.start()
+        """Train on a new thread; :meth:`stop` finishes after the current epoch and keeps the
+        best epoch so far."""
+        self._launch(self._work, f"train {self.out.name}")
         return self
-
-    def stop(self) -> None:
-        """Finish after the current epoch and keep the best epoch so far."""
-        self._stop.set()
-
-    @property
-    def stopping(self) -> bool:
-        return self._stop.is_set() and not self.done
-
-    @property
-    def done(self) -> bool:
-        return self._thread is not None and not self._thread.is_alive()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until the job ends (or ``timeout`` seconds pass); whether it ended."""
-        if self._thread is not None:
-            self._thread.join(timeout)
-        return self.done
-
-    def elapsed_s(self) -> float:
-        return time.monotonic() - self.started if self.started else 0.0
 
     def _work(self) -> None:
         try:

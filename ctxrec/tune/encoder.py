@@ -59,8 +59,10 @@ def log_pairs(split: Split, catalog: Catalog, per_user: int = 20,
 
 def tune_encoder(encoder: TextEncoder, pairs: dict[str, list[str]], out: str | Path,
                  epochs: int = 1, batch_size: int = 32, learning_rate: float = 5e-5,
-                 seed: int = 0, progress: Progress | None = None) -> dict:
-    """Fit ``encoder`` (in place) to ``pairs`` and save it to ``out``.
+                 seed: int = 0, progress: Progress | None = None,
+                 should_stop: Callable[[], bool] | None = None) -> dict:
+    """Fit ``encoder`` (in place) to ``pairs`` and save it to ``out``; ``should_stop`` is asked
+    after every step, and the model as it is then is saved.
 
     Returns:
         What was done: base model, pairs, epochs, seconds, seconds per 1,000 pairs, the loss at
@@ -81,6 +83,10 @@ def tune_encoder(encoder: TextEncoder, pairs: dict[str, list[str]], out: str | P
     losses: list[float] = []
 
     class Report(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if should_stop is not None and should_stop():
+                control.should_training_stop = True
+
         def on_log(self, args, state, control, logs=None, **kwargs):
             if logs and "loss" in logs:
                 losses.append(float(logs["loss"]))

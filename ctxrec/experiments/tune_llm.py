@@ -1,0 +1,55 @@
+"""Tune the LLM re-ranker on a MovieLens log behind a trained sequence model, and say whether it
+paid on the validation events (the test figures, with paired intervals, come from ``python -m
+ctxrec evaluate --checkpoint … --llm-rerank --llm-adapter …``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+from ..llm.models import DEFAULT_LLM, load_llm
+from ..llm.rerank import LLMReranker
+from ..sequence.train import SequenceRanker, load_checkpoint
+from ..tune.reranker import rerank_lists, training_moments, training_rows, tune_reranker
+from .movielens import ExperimentConfig, load_split
+from .results import code_version
+
+__all__ = ["run_tune_llm"]
+
+
+def run_tune_llm(data: str, checkpoint: str, out: str, model: str = DEFAULT_LLM,
+                 scoring: str = "listwise", per_user: int = 4, negatives: int = 3,
+                 top_k: int = 20, epochs: int = 1, batch_size: int = 4,
+                 learning_rate: float = 2e-4, lora_rank: int = 16, eval_every: int = 100,
+                 patience: int = 2, seed: int = 0,
+                 progress: Callable[[str, dict], None] | None = None,
+                 should_stop: Callable[[], bool] | None = None) -> dict:
+    """Tune on the leave-last-out split's training histories (exact time order), with the
+    sequence model in ``checkpoint`` as first stage, validating on every user's validation event.
+    """
+    catalog, split = load_split(ExperimentConfig(data=data))
+    trained = load_checkpoint(checkpoint)
+    if not trained.matches(catalog):
+        raise ValueError(f"{checkpoint} was trained on another catalog than {data}")
+    if trained.extra.get("time_order", "exact") != "exact":
+        raise ValueError(f"{checkpoint} was trained on the float32 time order; tune-llm uses the "
+                         "exact one, whose held-out events are different")
+    first = SequenceRanker(trained)
+    queries, targets = training_moments(split, per_user, seed=seed)
+    moments = rerank_lists(first, queries, targets, catalog, k=top_k)
+    users = sorted(split.valid, key=str)
+    valid = rerank_lists(first, split.queries("valid", users),
+                         [split.valid[u].item for u in users], catalog, k=top_k)
+    reranker = LLMReranker(load_llm(model), scoring=scoring)
+    rows = training_rows(moments, catalog, reranker, negatives=negatives, seed=seed)
+    record = {"dataset": Path(data).name, "checkpoint": str(checkpoint), "top_k": top_k,
+              "moments": len(moments), "moments_with_item_in_k":
+                  sum(m.hit is not None for m in moments), "negatives": negatives}
+    info = tune_reranker(reranker, rows, valid, catalog, out, epochs=epochs,
+                         batch_size=batch_size, learning_rate=learning_rate,
+                         lora_rank=lora_rank, eval_every=eval_every, patience=patience,
+                         seed=seed, progress=progress, record=record, should_stop=should_stop)
+    return {"kind": "tune-llm", "out": str(out), "commit": code_version(),
+            "split": "leave-last-out (exact time); examples from training histories only",
+            "created": datetime.now().isoformat(timespec="seconds"), **info}
