@@ -236,6 +236,56 @@ def bench_tune_encoder(data: str | None = None, pairs: int = 320, batch_size: in
                                                len(drawn["anchor"]) / 1000 / 60, 1)}
 
 
+def bench_tune_llm(data: str | None = None, examples: int = 32, batch_size: int = 4) -> dict:
+    """Seconds per 1,000 examples to LoRA-tune the packaged LLM re-ranker, listwise and
+    pointwise, on moments of a MovieLens folder's training histories, and, as the reference
+    measured in the same run, seconds per 1,000 examples to only score the same prompts.
+
+    The first stage here is popularity (its top 20 decide which moments teach something, not how
+    long a step takes: a listwise prompt always holds 20 briefs)."""
+    import tempfile
+
+    from .data.movielens import find_movielens_folders, load_movielens
+    from .evaluation.baselines import Popularity
+    from .evaluation.split import leave_last_out
+    from .llm.models import DEFAULT_LLM, load_llm
+    from .llm.rerank import LLMReranker
+    from .tune.reranker import rerank_lists, training_moments, training_rows, tune_reranker
+
+    folder = data or next((str(p) for p in find_movielens_folders()), None)
+    if folder is None:
+        return {"benchmark": "tune-llm", "skipped": "no MovieLens folder found: run "
+                "`python -m ctxrec data download ml-latest-small` or pass --data"}
+    catalog, interactions = load_movielens(folder)
+    split = leave_last_out(interactions, catalog)
+    queries, targets = training_moments(split, per_user=20)
+    lists = [m for m in rerank_lists(Popularity(split.train_counts), queries, targets, catalog)
+             if m.hit is not None][:examples]
+    out = {"benchmark": "tune-llm", "data": Path(folder).name, "model": DEFAULT_LLM,
+           "batch_size": batch_size, "torch_threads": torch.get_num_threads()}
+    for scoring in ("listwise", "pointwise"):
+        reranker = LLMReranker(load_llm(DEFAULT_LLM), scoring=scoring)
+        rows = training_rows(lists, catalog, reranker)[:examples]
+        texts = [reranker.llm.tokenizer.decode(r["input_ids"][:-1]) for r in rows]
+        start = time.perf_counter()
+        if scoring == "listwise":
+            reranker.judge_lists(texts, 20, use_cache=False)
+        else:
+            reranker.judge_prompts(texts, use_cache=False)
+        scoring_s = time.perf_counter() - start
+        with tempfile.TemporaryDirectory() as folder_out:
+            info = tune_reranker(reranker, rows, [], catalog, folder_out, batch_size=batch_size,
+                                 eval_every=10**9)
+        out[scoring] = {"examples": len(rows), "prompt_tokens_mean": round(float(np.mean(
+                            [len(r["input_ids"]) for r in rows])), 1),
+                        "seconds_per_1000_examples": info["seconds_per_1000_examples"],
+                        "score_only_seconds_per_1000_examples": round(
+                            1000 * scoring_s / len(rows), 1),
+                        "ratio_to_scoring": round(info["training_seconds"] / scoring_s, 2),
+                        "device": info["device"], "lora_layers": info["lora_layers"]}
+    return out
+
+
 def bench_context(sizes: Sequence[int] = (10_000,), calls: int = 50, k: int = 20,
                   history_items: int = 30) -> dict:
     """Latency of ``recommend`` with a context model attached (the defaults: hidden 128, hybrid

@@ -21,7 +21,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
-from dataclasses import fields
+from dataclasses import fields, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -96,6 +96,14 @@ def _add_recommend(sub: _Sub) -> None:
     rec.add_argument("-k", type=int, default=10)
     rec.add_argument("--catalog", help=_CATALOG_HELP)
     rec.add_argument("--model", default=None, help="encoder id or folder")
+    rec.add_argument("--llm-rerank", action="store_true",
+                     help="re-rank the top --llm-k with the generative LLM (packaged, or --llm)")
+    rec.add_argument("--llm", default=None, help="causal LM id or folder for --llm-rerank")
+    rec.add_argument("--llm-adapter", default=None, metavar="DIR",
+                     help="a re-ranker tuned with tune-llm, at its validated weight unless "
+                          "--llm-weight says otherwise (implies --llm-rerank)")
+    rec.add_argument("--llm-k", type=int, default=20)
+    rec.add_argument("--llm-weight", type=float, default=None)
     _add_intent_model(rec)
 
 
@@ -135,16 +143,34 @@ def _run_recommend(args: argparse.Namespace) -> int:
                       device=args.device, companions=tuple(args.companions), intent=args.intent)
     recommender = Recommender(catalog, encoder, vectors)
     _attach_intent_model(recommender, llm)
-    ranking = recommender.recommend(context, k=args.k)
+    ranking = recommender.recommend(context, k=max(args.k, args.llm_k))
+    if args.llm_rerank or args.llm_adapter:
+        reranker, weight = _reranker(args)
+        ranking = reranker.rerank(ranking, catalog, context, weight, top_k=args.llm_k)
+    ranking = replace(ranking, table=ranking.table.head(args.k))
     for line in ranking.notes + list(ranking.weights.reasons):
         print(f"note: {line}", file=sys.stderr)
     if ranking.understood is not None and ranking.understood.understood:
         print("note: understood from the intent: " +
               ", ".join(c.label for c in ranking.understood.understood), file=sys.stderr)
     columns = ["rank", "item_id", "title", "score", "intent", "history", "context", "mood",
-               "popularity"] + (["constraints"] if "constraints" in ranking.table else [])
+               "popularity"] + [c for c in ("constraints", "llm") if c in ranking.table]
     print(ranking.table[columns].to_string(index=False, float_format=lambda v: f"{v:+.3f}"))
     return 0
+
+
+def _reranker(args: argparse.Namespace):
+    """The LLM re-ranker the options ask for, and its weight."""
+    from .llm.adapters import load_tuned_reranker, read_adapter
+    from .llm.models import DEFAULT_LLM, load_llm
+    from .llm.rerank import LLMReranker
+
+    if args.llm_adapter:
+        weight = read_adapter(args.llm_adapter)["weight"] if args.llm_weight is None \
+            else args.llm_weight
+        return load_tuned_reranker(args.llm_adapter), weight
+    return LLMReranker(load_llm(args.llm or DEFAULT_LLM)), \
+        1.0 if args.llm_weight is None else args.llm_weight
 
 
 def _add_embed(sub: _Sub) -> None:
@@ -534,9 +560,9 @@ def _add_bench(sub: _Sub) -> None:
     bench = sub.add_parser("bench", help="benchmarks; JSON on stdout")
     bench.add_argument("what", nargs="?", default="all",
                        choices=["all", "recommend", "attention", "training", "rerank",
-                                "context", "tune-encoder"])
+                                "context", "tune-encoder", "tune-llm"])
     bench.add_argument("--data", default=None,
-                       help="MovieLens folder for 'training' and 'tune-encoder'")
+                       help="MovieLens folder for 'training', 'tune-encoder' and 'tune-llm'")
     bench.add_argument("--sizes", type=int, nargs="+", default=None,
                        help="catalog sizes (default 1k 10k 100k, and 1M for 'all')")
     bench.add_argument("--calls", type=int, default=50)
@@ -558,6 +584,7 @@ def _run_bench(args: argparse.Namespace) -> int:
         "context": lambda: bench.bench_context(sizes=args.sizes or (10_000,), calls=args.calls),
         "rerank": lambda: bench.bench_rerank(calls=min(args.calls, 10)),
         "tune-encoder": lambda: bench.bench_tune_encoder(data=args.data),
+        "tune-llm": lambda: bench.bench_tune_llm(data=args.data),
     }
     print(json.dumps(runs[args.what](), indent=2))
     return 0

@@ -230,8 +230,40 @@ def test_the_command_tunes_evaluates_and_the_page_offers_the_result(tiny_moviele
     rows = {(r["model"], r["protocol"]): r for r in ev["results"]}
     reranked = [m for m, p in rows if "re-rank" in m]
     assert reranked and f"weight {run['weight']:g}" in reranked[0] and "listwise" in reranked[0]
-    # the same validation events, the same fusion: the page's figure is the one tune-llm chose
-    assert np.isclose(rows[(reranked[0], "full ranking (history not masked)")]["NDCG@10"], tuned)
+    # the same validation events, the same fusion: the figure is the one tune-llm chose
+    row = rows[(reranked[0], "full ranking (history not masked)")]
+    assert np.isclose(row["NDCG@10"], tuned)
+    # and it is compared, user by user, with the first stage it re-ranks
+    first_stage = next(m for m, _ in rows if m.startswith("SASRec") and "re-rank" not in m)
+    paired = row["vs_reference"]
+    assert paired["model"] == first_stage and 0 <= paired["p_ndcg"] <= 1
+    assert np.isclose(paired["ndcg_ratio"], tuned / first)
+    low, high = paired["ndcg_difference_ci95"]
+    assert low <= paired["ndcg_difference"] <= high
+
+    results = tmp_path / "home" / "results"  # where the Evaluate page looks
+    results.mkdir(parents=True, exist_ok=True)
+    for saved in ("run.json", "ev.json"):
+        (results / saved).write_text((tmp_path / saved).read_text())
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300).run()
+    at.switch_page("app_pages/evaluate.py").run()
+    for saved in ("run.json", "ev.json"):
+        at.selectbox(key="ev_file").set_value(results / saved).run()
+        at.button(key="ev_load").click().run()
+        assert not at.exception and not at.error, [e.value for e in at.error]
+    said = " ".join(c.value for c in at.caption)
+    assert f"against **{first_stage}**" in said and "paired p" in said
+    at.selectbox(key="ev_file").set_value(results / "run.json").run()
+    at.button(key="ev_load").click().run()
+    assert any(h.value.startswith("LLM re-ranker tuned on") for h in at.subheader)
+    assert len(at.dataframe[0].value) == len(run["checks"])
+
+    assert main(["recommend", "--intent", "a film for tonight", "-k", "5", "--llm-k", "8",
+                 "--llm-adapter", str(folder)]) == 0
+    said = capsys.readouterr()
+    table = said.out.splitlines()
+    assert "llm" in table[0].split() and len(table) == 1 + 5
+    assert "re-ranked the top 8" in said.err and "lettered list" in said.err
 
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300).run()
     at.switch_page("app_pages/rerank.py").run()
@@ -299,3 +331,14 @@ def test_the_train_page_tunes_in_the_background_and_hands_the_result_over(tiny_m
     assert not at.exception, at.exception
     assert at.selectbox(key="llm_choice").value == str(job.out)
     assert at.slider(key="llm_weight").value == pytest.approx(job.result["weight"])
+
+
+def test_the_tuning_bench_reports_both_ways_against_scoring_the_same_prompts(tiny_movielens,
+                                                                          capsys):
+    assert main(["bench", "tune-llm", "--data", str(tiny_movielens)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    for way in ("listwise", "pointwise"):
+        row = out[way]
+        assert row["examples"] > 0 and row["seconds_per_1000_examples"] > 0
+        assert row["ratio_to_scoring"] > 1  # a training step costs more than a forward pass
+    assert out["listwise"]["prompt_tokens_mean"] > out["pointwise"]["prompt_tokens_mean"]

@@ -1,6 +1,6 @@
 """Showing saved evaluation results on the Evaluate page: rankings under a protocol, the
-judged intents with and without the intent reader, or an encoder tuned on a log against the
-frozen one."""
+judged intents with and without the intent reader, an encoder tuned on a log against the frozen
+one, or an LLM re-ranker tuned on a log with its validation checks."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import streamlit as st
 
 from ctxrec.experiments.results import intents_table, results_table
 from ctxrec.export import safe_csv
+from ctxrec.llm.adapters import describe_adapter
 from ctxrec.tune.encoder import describe_tuning
-from ctxrec.viz import metric_bars_figure, rank_distribution_figure
+from ctxrec.viz import metric_bars_figure, rank_distribution_figure, tuning_curves_figure
 
 
 def show_results(run: dict) -> None:
@@ -22,6 +23,8 @@ def show_results(run: dict) -> None:
             _intents(run)
         elif run.get("kind") == "tune-encoder":
             _tuning(run)
+        elif run.get("kind") == "tune-llm":
+            _tuned_reranker(run)
         else:
             _rankings(run)
     except (KeyError, TypeError, IndexError, ValueError) as err:
@@ -40,6 +43,14 @@ def _rankings(run: dict) -> None:
     if "p_ndcg_context_vs_blank" in run:
         st.caption(f"Context against context blanked: paired p = "
                    f"{run['p_ndcg_context_vs_blank']:.3g}.")
+    for row in run["results"]:
+        if "vs_reference" in row:  # a re-ranker against the first stage it re-ranks
+            paired = row["vs_reference"]
+            low, high = paired["ndcg_difference_ci95"]
+            st.caption(f"**{row['model']}** ({row['protocol']}) against **{paired['model']}**: "
+                       f"NDCG ×{paired['ndcg_ratio']:.3f}, difference "
+                       f"{paired['ndcg_difference']:+.4f} (95 % {low:+.4f} to {high:+.4f}), "
+                       f"paired p = {paired['p_ndcg']:.3g}.")
     table = pd.DataFrame(results_table(run))
     st.dataframe(table, hide_index=True, key="ev_table")
     rows = run["results"]
@@ -80,4 +91,19 @@ def _tuning(run: dict) -> None:
     st.dataframe(pd.DataFrame(rows), hide_index=True, key="ev_tuning")
     st.caption(f"Split: {run['split']} · commit {run['commit']} · {run['created']}. "
                "Test figures: `python -m ctxrec evaluate --models lm-text lm-history --model "
+               f"{run['out']}`.")
+
+
+def _tuned_reranker(run: dict) -> None:
+    st.subheader(f"LLM re-ranker tuned on {run['dataset']} ({run['scoring']})")
+    st.caption(describe_adapter(run))
+    checks = run["checks"]
+    st.plotly_chart(tuning_curves_figure([], checks, run["validation"]["first_stage"]),
+                    key="ev_rerank_checks")
+    st.dataframe(pd.DataFrame([{"step": c["step"], "valid NDCG@10": c["valid_ndcg@10"],
+                                "weight": c["weight"],
+                                "LLM alone": c["llm_alone_valid_ndcg@10"]} for c in checks]),
+                 hide_index=True, key="ev_rerank_table")
+    st.caption(f"Split: {run['split']} · commit {run['commit']} · {run['created']}. Test figures: "
+               f"`python -m ctxrec evaluate --checkpoint {run['checkpoint']} --llm-adapter "
                f"{run['out']}`.")

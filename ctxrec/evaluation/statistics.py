@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -12,11 +12,16 @@ from .protocol import EvalResult
 __all__ = ["bootstrap_ci", "paired_test", "summarise"]
 
 
-def summarise(results: Sequence[EvalResult], seed: int = 0
+def summarise(results: Sequence[EvalResult], seed: int = 0,
+              against: Mapping[str, str] | None = None
               ) -> tuple[list[dict], dict[str, pd.DataFrame]]:
     """JSON-ready rows with 95 % bootstrap intervals of HR, NDCG and MRR and, under each
     protocol, the paired p-value of every model's NDCG against the first model's; and each
-    result's per-user table, keyed by model (and protocol, when there are several)."""
+    result's per-user table, keyed by model (and protocol, when there are several).
+
+    ``against`` maps a model to the one it builds on (a re-ranker to its first stage): its rows
+    also get ``vs_reference``, the NDCG ratio, the 95 % interval of the paired per-user
+    difference and its p-value, under the same protocol."""
     protocols = list(dict.fromkeys(r.protocol for r in results))
     rows, per_user = [], {}
     for result in results:
@@ -36,7 +41,21 @@ def summarise(results: Sequence[EvalResult], seed: int = 0
             rows[i][f"p_ndcg_vs_{first.model}"] = paired_test(
                 results[i].per_user["ndcg"].to_numpy(), first.per_user["ndcg"].to_numpy(),
                 seed=seed)
+        for i in same:
+            reference = next((results[j] for j in same if (against or {}).get(
+                results[i].model) == results[j].model), None)
+            if reference is not None:
+                rows[i]["vs_reference"] = _paired(results[i], reference, seed)
     return rows, per_user
+
+
+def _paired(result: EvalResult, reference: EvalResult, seed: int) -> dict:
+    mine = result.per_user["ndcg"].to_numpy(dtype=float)
+    theirs = reference.per_user["ndcg"].to_numpy(dtype=float)
+    return {"model": reference.model, "ndcg_ratio": float(mine.mean() / max(theirs.mean(), 1e-12)),
+            "ndcg_difference": float((mine - theirs).mean()),
+            "ndcg_difference_ci95": list(bootstrap_ci(mine - theirs, seed=seed)),
+            "p_ndcg": paired_test(mine, theirs, seed=seed)}
 
 
 def bootstrap_ci(values: np.ndarray, n: int = 2000, level: float = 0.95, seed: int = 0

@@ -95,13 +95,20 @@ def run_experiment(config: ExperimentConfig, progress: Progress | None = None) -
         evaluated += evaluate_protocols(
             ranker, split, protocols, k=config.k, target=config.target, users=users,
             progress=(lambda d, t, n=ranker.name: progress(n, d, t)) if progress else None)
-    results, per_user = summarise(evaluated, seed=config.seed)
+    results, per_user = summarise(evaluated, seed=config.seed, against={
+        r.name: r.base.name for r in rankers if _is_rerank(r)} if config.llm_rerank else None)
     return {"dataset": Path(config.data).name, "split": results[0]["split"],
             "protocol": " and ".join(p.label for p in protocols),
             "protocols": [p.label for p in protocols], "k": config.k, "config": asdict(config),
             "commit": code_version(), "created": datetime.now().isoformat(timespec="seconds"),
             "results": results,
             "per_user": {name: table["rank"].tolist() for name, table in per_user.items()}}
+
+
+def _is_rerank(ranker) -> bool:
+    from ..llm.ranker import LLMRerankRanker
+
+    return isinstance(ranker, LLMRerankRanker)
 
 
 def _protocols(config: ExperimentConfig) -> list[Protocol]:
