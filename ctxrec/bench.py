@@ -162,19 +162,14 @@ def bench_training(data: str | None = None, epochs: int = 2, max_len: int = 50,
     excluded; the JSON names the architecture. With ``context``, the same model with the time of
     each rating as context (tokens, then gate) is timed in the same run, with its ratio to the
     plain model's epoch."""
-    from .data.movielens import find_movielens_folders, load_movielens
-    from .evaluation.split import leave_last_out
     from .sequence.config import PRESETS, TrainConfig
     from .sequence.context_run import log_data_of_split
     from .sequence.context_train import train_context_model
     from .sequence.train import train_sequence_model
 
-    folder = data or next((str(p) for p in find_movielens_folders()), None)
+    folder, catalog, split = _movielens_split(data)
     if folder is None:
-        return {"benchmark": "training", "skipped": "no MovieLens folder found: run "
-                "`python -m ctxrec data download ml-latest-small` or pass --data"}
-    catalog, interactions = load_movielens(folder)
-    split = leave_last_out(interactions, catalog)
+        return {"benchmark": "training", "skipped": NO_MOVIELENS}
     config = replace(PRESETS["quick"], n_items=len(catalog), max_len=max_len, item_repr="id")
     trained = train_sequence_model(split, catalog, config,
                                    TrainConfig(epochs=epochs, batch_size=batch_size,
@@ -201,23 +196,36 @@ def bench_training(data: str | None = None, epochs: int = 2, max_len: int = 50,
     return result
 
 
+NO_MOVIELENS = ("no MovieLens folder found: run `python -m ctxrec data download ml-latest-small` "
+                "or pass --data")
+
+
+def _movielens_split(data: str | None):
+    """The given MovieLens folder, or the first one found, with its catalog and exact-time
+    leave-last-out split; (None, None, None) when there is none."""
+    from .data.movielens import find_movielens_folders, load_movielens
+    from .evaluation.split import leave_last_out
+
+    folder = data or next((str(p) for p in find_movielens_folders()), None)
+    if folder is None:
+        return None, None, None
+    catalog, interactions = load_movielens(folder)
+    return folder, catalog, leave_last_out(interactions, catalog)
+
+
 def bench_tune_encoder(data: str | None = None, pairs: int = 320, batch_size: int = 32) -> dict:
     """Seconds per 1,000 (history text → next item) pairs to tune the default encoder on a
     MovieLens folder, and, as the reference measured in the same run, seconds per 1,000 pairs to
     only encode both sides with it."""
     import tempfile
 
-    from .data.movielens import find_movielens_folders, load_movielens
-    from .evaluation.split import leave_last_out
     from .text.encoders import load_encoder
     from .tune.encoder import log_pairs, tune_encoder
 
-    folder = data or next((str(p) for p in find_movielens_folders()), None)
+    folder, catalog, split = _movielens_split(data)
     if folder is None:
-        return {"benchmark": "tune-encoder", "skipped": "no MovieLens folder found: run "
-                "`python -m ctxrec data download ml-latest-small` or pass --data"}
-    catalog, interactions = load_movielens(folder)
-    drawn = log_pairs(leave_last_out(interactions, catalog), catalog, per_user=20)
+        return {"benchmark": "tune-encoder", "skipped": NO_MOVIELENS}
+    drawn = log_pairs(split, catalog, per_user=20)
     sample = {side: texts[:pairs] for side, texts in drawn.items()}
     encoder = load_encoder()
     start = time.perf_counter()
@@ -245,19 +253,14 @@ def bench_tune_llm(data: str | None = None, examples: int = 32, batch_size: int 
     long a step takes: a listwise prompt always holds 20 briefs)."""
     import tempfile
 
-    from .data.movielens import find_movielens_folders, load_movielens
     from .evaluation.baselines import Popularity
-    from .evaluation.split import leave_last_out
     from .llm.models import DEFAULT_LLM, load_llm
     from .llm.rerank import LLMReranker
     from .tune.reranker import rerank_lists, training_moments, training_rows, tune_reranker
 
-    folder = data or next((str(p) for p in find_movielens_folders()), None)
+    folder, catalog, split = _movielens_split(data)
     if folder is None:
-        return {"benchmark": "tune-llm", "skipped": "no MovieLens folder found: run "
-                "`python -m ctxrec data download ml-latest-small` or pass --data"}
-    catalog, interactions = load_movielens(folder)
-    split = leave_last_out(interactions, catalog)
+        return {"benchmark": "tune-llm", "skipped": NO_MOVIELENS}
     queries, targets = training_moments(split, per_user=20)
     lists = [m for m in rerank_lists(Popularity(split.train_counts), queries, targets, catalog)
              if m.hit is not None][:examples]

@@ -226,6 +226,8 @@ def _add_evaluate(sub: _Sub) -> None:
     ev.add_argument("--llm-weight", type=float, default=None,
                     help="weight of the LLM's standardised score (default: the adapter's "
                          "validated weight with --llm-adapter, else 1)")
+    ev.add_argument("--llm-scoring", choices=["pointwise", "listwise"], default="pointwise",
+                    help="how an untuned --llm reads the top K (a tuned adapter keeps its own)")
     ev.add_argument("--llm-adapter", default=None, metavar="DIR",
                     help="a re-ranker tuned with tune-llm: its base model, scoring way and "
                          "validated weight (implies --llm-rerank)")
@@ -247,7 +249,8 @@ def _run_evaluate(args: argparse.Namespace) -> int:
                               max_users=args.max_users, checkpoint=args.checkpoint,
                               llm_rerank=args.llm_rerank or args.llm_adapter is not None,
                               llm=args.llm, llm_k=args.llm_k, llm_weight=args.llm_weight,
-                              llm_adapter=args.llm_adapter, encoder=args.model)
+                              llm_scoring=args.llm_scoring, llm_adapter=args.llm_adapter,
+                              encoder=args.model)
     _write_results(run_experiment(config, progress=_print_stage), args.out)
     return 0
 
@@ -584,7 +587,7 @@ def _run_bench(args: argparse.Namespace) -> int:
         "context": lambda: bench.bench_context(sizes=args.sizes or (10_000,), calls=args.calls),
         "rerank": lambda: bench.bench_rerank(calls=min(args.calls, 10)),
         "tune-encoder": lambda: bench.bench_tune_encoder(data=args.data),
-        "tune-llm": lambda: bench.bench_tune_llm(data=args.data),
+        "tune-llm": lambda: bench.bench_tune_llm(data=args.data, examples=min(args.calls, 32)),
     }
     print(json.dumps(runs[args.what](), indent=2))
     return 0

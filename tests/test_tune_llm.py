@@ -241,6 +241,14 @@ def test_the_command_tunes_evaluates_and_the_page_offers_the_result(tiny_moviele
     low, high = paired["ndcg_difference_ci95"]
     assert low <= paired["ndcg_difference"] <= high
 
+    # an untuned model reads the list the same way when asked to
+    assert main(["evaluate", "--data", str(tiny_movielens), "--models", "popularity",
+                 "--checkpoint", str(checkpoint), "--llm-rerank", "--llm", str(tiny_folder),
+                 "--llm-scoring", "listwise", "--llm-k", "6", "--target", "valid", "--out",
+                 str(tmp_path / "zero-shot.json")]) == 0
+    zero_shot = json.loads(capsys.readouterr().out)["results"]
+    assert any("(listwise, top 6, weight 1)" in r["model"] for r in zero_shot)
+
     results = tmp_path / "home" / "results"  # where the Evaluate page looks
     results.mkdir(parents=True, exist_ok=True)
     for saved in ("run.json", "ev.json"):
@@ -335,10 +343,10 @@ def test_the_train_page_tunes_in_the_background_and_hands_the_result_over(tiny_m
 
 def test_the_tuning_bench_reports_both_ways_against_scoring_the_same_prompts(tiny_movielens,
                                                                           capsys):
-    assert main(["bench", "tune-llm", "--data", str(tiny_movielens)]) == 0
+    assert main(["bench", "tune-llm", "--data", str(tiny_movielens), "--calls", "8"]) == 0
     out = json.loads(capsys.readouterr().out)
     for way in ("listwise", "pointwise"):
         row = out[way]
-        assert row["examples"] > 0 and row["seconds_per_1000_examples"] > 0
+        assert row["examples"] == 8 and row["seconds_per_1000_examples"] > 0
         assert row["ratio_to_scoring"] > 1  # a training step costs more than a forward pass
     assert out["listwise"]["prompt_tokens_mean"] > out["pointwise"]["prompt_tokens_mean"]

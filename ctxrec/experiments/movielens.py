@@ -73,6 +73,7 @@ class ExperimentConfig:
     llm: str | None = None  # None: the packaged SmolLM2
     llm_k: int = 20
     llm_weight: float | None = None  # None: the adapter's validated weight, else 1
+    llm_scoring: str = "pointwise"  # an untuned model's way; an adapter keeps the one it learned
     llm_adapter: str | None = None
 
 
@@ -211,7 +212,7 @@ def _llm_ranker(config: ExperimentConfig, first, catalog):
         reranker = load_tuned_reranker(config.llm_adapter)
         weight = read_adapter(config.llm_adapter)["weight"] if weight is None else weight
     else:
-        reranker = LLMReranker(load_llm(config.llm or DEFAULT_LLM))
+        reranker = LLMReranker(load_llm(config.llm or DEFAULT_LLM), scoring=config.llm_scoring)
     weight = 1.0 if weight is None else weight
     return LLMRerankRanker(
         first, reranker, catalog, weight=weight, top_k=config.llm_k,
