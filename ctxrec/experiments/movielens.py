@@ -18,7 +18,8 @@ from ..rank.ranker import RecommenderRanker, ablations
 from ..text.encoders import DEFAULT_ENCODER
 from .results import code_version
 
-__all__ = ["MASKINGS", "MODELS", "ExperimentConfig", "load_split", "run_experiment"]
+__all__ = ["MASKINGS", "MODELS", "ExperimentConfig", "load_checked_checkpoint", "load_split",
+           "run_experiment"]
 
 MODELS = ("popularity", "item-knn", "lm-text", "lm-history", "ctxrec")
 MASKINGS = ("both", "unmasked", "masked")
@@ -173,8 +174,24 @@ def _recommender(config: ExperimentConfig, catalog, split, progress: Progress | 
     return Recommender(catalog, encoder, vectors, popularity=split.train_counts), vectors
 
 
+def load_checked_checkpoint(folder: str, catalog, config: ExperimentConfig):
+    """A sequence checkpoint, refused unless it was trained on ``catalog`` under the time order
+    ``config`` evaluates (the other order holds out different events)."""
+    from ..sequence.train import load_checkpoint
+
+    trained = load_checkpoint(folder)
+    if not trained.matches(catalog):
+        raise ValueError(f"{folder} was trained on another catalog than {config.data}")
+    trained_order = trained.extra.get("time_order", "exact")
+    if trained_order != config.time_order:
+        raise ValueError(f"{folder} was trained on the {trained_order} time order; "
+                         f"evaluate it with --time-order {trained_order}, since the "
+                         f"other order holds out different events")
+    return trained
+
+
 def _sequence_rankers(config: ExperimentConfig, catalog) -> list:
-    from ..sequence.train import SequenceEnsemble, SequenceRanker, load_checkpoint
+    from ..sequence.train import SequenceEnsemble, SequenceRanker
 
     if config.split != "leave-last-out":
         raise ValueError("sequence models are trained on the leave-last-out split; other "
@@ -183,14 +200,7 @@ def _sequence_rankers(config: ExperimentConfig, catalog) -> list:
         list(config.checkpoint)
     members, rankers = [], []
     for folder in folders:
-        trained = load_checkpoint(folder)
-        if not trained.matches(catalog):
-            raise ValueError(f"{folder} was trained on another catalog than {config.data}")
-        trained_order = trained.extra.get("time_order", "exact")
-        if trained_order != config.time_order:
-            raise ValueError(f"{folder} was trained on the {trained_order} time order; "
-                             f"evaluate it with --time-order {trained_order}, since the "
-                             f"other order holds out different events")
+        trained = load_checked_checkpoint(folder, catalog, config)
         c = trained.config
         members.append(trained)
         rankers.append(SequenceRanker(

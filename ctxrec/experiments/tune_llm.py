@@ -10,9 +10,9 @@ from pathlib import Path
 
 from ..llm.models import DEFAULT_LLM, load_llm
 from ..llm.rerank import LLMReranker
-from ..sequence.train import SequenceRanker, load_checkpoint
+from ..sequence.train import SequenceRanker
 from ..tune.reranker import rerank_lists, training_moments, training_rows, tune_reranker
-from .movielens import ExperimentConfig, load_split
+from .movielens import ExperimentConfig, load_checked_checkpoint, load_split
 from .results import code_version
 
 __all__ = ["run_tune_llm"]
@@ -28,14 +28,9 @@ def run_tune_llm(data: str, checkpoint: str, out: str, model: str = DEFAULT_LLM,
     """Tune on the leave-last-out split's training histories (exact time order), with the
     sequence model in ``checkpoint`` as first stage, validating on every user's validation event.
     """
-    catalog, split = load_split(ExperimentConfig(data=data))
-    trained = load_checkpoint(checkpoint)
-    if not trained.matches(catalog):
-        raise ValueError(f"{checkpoint} was trained on another catalog than {data}")
-    if trained.extra.get("time_order", "exact") != "exact":
-        raise ValueError(f"{checkpoint} was trained on the float32 time order; tune-llm uses the "
-                         "exact one, whose held-out events are different")
-    first = SequenceRanker(trained)
+    config = ExperimentConfig(data=data)
+    catalog, split = load_split(config)
+    first = SequenceRanker(load_checked_checkpoint(checkpoint, catalog, config))
     queries, targets = training_moments(split, per_user, seed=seed)
     moments = rerank_lists(first, queries, targets, catalog, k=top_k)
     users = sorted(split.valid, key=str)

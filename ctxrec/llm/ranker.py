@@ -11,7 +11,13 @@ from ..data.catalog import Catalog
 from ..rank.query import Query, Ranker, query_context
 from .rerank import LABELS, LLMReranker
 
-__all__ = ["LLMRerankRanker"]
+__all__ = ["LLMRerankRanker", "top_in_order"]
+
+
+def top_in_order(scores: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the ``k`` highest ``scores``, highest first (ties keep position order)."""
+    top = np.argpartition(-scores, k - 1)[:k]
+    return top[np.argsort(-scores[top], kind="stable")]
 
 
 @dataclass
@@ -39,8 +45,7 @@ class LLMRerankRanker:
                     len(LABELS) if self.reranker.scoring == "listwise" else finite.size)
             if k < 2:
                 continue
-            top = finite[np.argpartition(-base[row, finite], k - 1)[:k]]
-            top = top[np.argsort(-base[row, top], kind="stable")]  # a list reads in rank order
+            top = finite[top_in_order(base[row, finite], k)]  # a list reads in rank order
             context = query_context(query, ids, self.max_history)
             _, contribution = self.reranker.contribution(context, self.catalog, ids[top],
                                                          self.weight)

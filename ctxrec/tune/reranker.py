@@ -36,6 +36,7 @@ from ..data.context import Context
 from ..evaluation.split import Split
 from ..llm.adapters import ADAPTER_FILE
 from ..llm.models import CausalLM
+from ..llm.ranker import top_in_order
 from ..llm.rerank import LLMReranker, answer_token_ids, label_token_ids
 from ..rank.components import standardise
 from ..rank.query import Query, Ranker, query_context
@@ -81,8 +82,7 @@ def rerank_lists(first: Ranker, queries: Sequence[Query], targets: Sequence[int]
         chunk = queries[start:start + batch]
         scores = np.asarray(first.scores(chunk), dtype=np.float64)
         for row, (query, target) in enumerate(zip(chunk, targets[start:start + batch])):
-            top = np.argpartition(-scores[row], k - 1)[:k]
-            top = top[np.argsort(-scores[row, top], kind="stable")]
+            top = top_in_order(scores[row], k)
             out.append(RerankList(query_context(query, catalog.ids, max_history), top,
                                   scores[row, top], int(target),
                                   int((scores[row] > scores[row, target]).sum()) + 1))
