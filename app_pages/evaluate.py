@@ -119,7 +119,7 @@ with intents_tab:
 with load_tab:
     files = sorted(RESULTS.glob("*.json"), reverse=True) if RESULTS.is_dir() else []
     st.caption(f"Results from `python -m ctxrec evaluate`, `evaluate-context`, "
-               f"`evaluate-intents` or `tune-encoder`, or earlier runs, in {RESULTS}.")
+               f"`evaluate-intents`, `tune-encoder` or `tune-llm`, or earlier runs, in {RESULTS}.")
     chosen = st.selectbox("Results file", files, format_func=lambda p: p.name, key="ev_file",
                           index=None, placeholder="pick a results file…")
     if chosen is not None and st.button("Load", key="ev_load"):
