@@ -1,6 +1,10 @@
 """ctxrec app entry: page config, shared sidebar (model, catalog, device), navigation."""
 
-import streamlit as st
+import time
+
+_START = time.perf_counter()
+
+import streamlit as st  # noqa: E402  (after the clock, so the start-up panel counts imports)
 
 from ctxrec import DEFAULT_ENCODER, CatalogError, ModelLoadError, read_catalog_csv
 from ctxrec.data.movielens import find_movielens_folders
@@ -8,8 +12,11 @@ from ctxrec.server_policy import PolicyError
 from ctxrec.tune.encoder import describe_tuning, read_tuning, tuned_encoders
 from ui import state
 from ui.context_editor import apply_scenario, init_context_state
+from ui.costs import STARTUP
 from ui.options import init_option_state
 from ui.pickers import folder_picker, model_picker
+
+STARTUP.setdefault("imports", time.perf_counter() - _START)
 
 st.set_page_config(page_title="ctxrec", page_icon="🧭", layout="wide")
 if state.POLICY_ERROR:

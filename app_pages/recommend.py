@@ -6,6 +6,7 @@ from ctxrec import COMPONENTS, why
 from ctxrec.rank.explain import limits_note
 from ctxrec.viz import contributions_figure
 from ui.context_editor import add_feedback, render_context_editor
+from ui.costs import render_costs
 from ui.intent_chips import render_intent_chips
 from ui.learned_context import render_field_effects
 from ui.options import render_options
@@ -29,6 +30,7 @@ with right:
     render_intent_chips(page.recommender, context)
     for note in ranking.notes:
         st.warning(note)
+    render_costs(ranking, "rec_costs")
     used = ", ".join(f"{c} {ranking.weights[c]:g}" for c in COMPONENTS if ranking.weights[c])
     st.caption(f"Weights ({ranking.weights.mode.lower()}): {used or 'none'}. "
                + " ".join(ranking.weights.reasons))

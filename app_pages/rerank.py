@@ -11,6 +11,7 @@ from ctxrec.llm.rerank import LABELS
 from ctxrec.server_policy import PolicyError
 from ctxrec.viz import bar_figure, contributions_figure, heatmap_figure
 from ui import state
+from ui.costs import render_costs
 from ui.options import current_ranking
 from ui.page_setup import context_summary, prepare
 from ui.pickers import model_picker
@@ -92,6 +93,7 @@ with right:
                "LLM log P(letter) = the log-probability of the item's letter among the K.")
 for note in ranking.notes[-1:]:
     st.caption(note)
+render_costs(ranking, "llm_costs")
 
 st.subheader("Inside the decision")
 ids = list(table["item_id"])

@@ -38,6 +38,7 @@ from .experiments.movielens import MASKINGS, MODELS
 from .sequence.config import (CONTEXT_ENTRIES, ITEM_REPRS, LOG_CONTEXT_ENTRY, LOG_SPLITS,
                               MEMORY_MODES, SequenceConfig, TrainConfig)
 from .text.embed_cache import item_embeddings
+from .text.vector_index import index_for
 from .text.encoders import DEFAULT_ENCODER, ModelLoadError, TextEncoder, load_encoder
 
 if TYPE_CHECKING:  # the LLM stack loads only for the commands that use it
@@ -104,6 +105,14 @@ def _add_recommend(sub: _Sub) -> None:
                           "--llm-weight says otherwise (implies --llm-rerank)")
     rec.add_argument("--llm-k", type=int, default=20)
     rec.add_argument("--llm-weight", type=float, default=None)
+    route = rec.add_mutually_exclusive_group()
+    route.add_argument("--index", dest="use_index", action="store_const", const=True,
+                       default=None, help="rank through the approximate vector index (faiss), "
+                       "built once and cached; the default from 200,000 items")
+    route.add_argument("--exact", dest="use_index", action="store_const", const=False,
+                       help="score every item, however large the catalog")
+    rec.add_argument("--timings", action="store_true",
+                     help="print what each stage took (time, device, dtype, memory) to stderr")
     _add_intent_model(rec)
 
 
@@ -141,7 +150,8 @@ def _run_recommend(args: argparse.Namespace) -> int:
                     [HistoryEntry(i, -1) for i in args.disliked])
     context = Context(history=history, when=args.when or datetime.now(), place=args.place,
                       device=args.device, companions=tuple(args.companions), intent=args.intent)
-    recommender = Recommender(catalog, encoder, vectors)
+    recommender = Recommender(catalog, encoder, vectors,
+                              index=index_for(encoder, catalog, vectors, args.use_index))
     _attach_intent_model(recommender, llm)
     ranking = recommender.recommend(context, k=max(args.k, args.llm_k))
     if args.llm_rerank or args.llm_adapter:
@@ -156,7 +166,20 @@ def _run_recommend(args: argparse.Namespace) -> int:
     columns = ["rank", "item_id", "title", "score", "intent", "history", "context", "mood",
                "popularity"] + [c for c in ("constraints", "llm") if c in ranking.table]
     print(ranking.table[columns].to_string(index=False, float_format=lambda v: f"{v:+.3f}"))
+    if args.timings:
+        _print_costs(ranking)
     return 0
+
+
+def _print_costs(ranking) -> None:
+    costs = ranking.costs
+    scored = f"{ranking.candidates:,} candidates through the index" \
+        if ranking.candidates is not None else "every item scored"
+    print(f"timings: {costs.summary()} ({scored}; the stages account for "
+          f"{costs.accounted:.0%} of the call)", file=sys.stderr)
+    for s in costs.stages:
+        print(f"  {s.stage:<18} {s.ms:9.2f} ms  {s.device:<7} {s.dtype:<8} "
+              f"{s.memory_mb:9.1f} MiB ({s.memory})", file=sys.stderr)
 
 
 def _reranker(args: argparse.Namespace):
@@ -563,11 +586,17 @@ def _add_bench(sub: _Sub) -> None:
     bench = sub.add_parser("bench", help="benchmarks; JSON on stdout")
     bench.add_argument("what", nargs="?", default="all",
                        choices=["all", "recommend", "attention", "training", "rerank",
-                                "context", "tune-encoder", "tune-llm"])
+                                "context", "tune-encoder", "tune-llm", "index"])
     bench.add_argument("--data", default=None,
                        help="MovieLens folder for 'training', 'tune-encoder' and 'tune-llm'")
     bench.add_argument("--sizes", type=int, nargs="+", default=None,
-                       help="catalog sizes (default 1k 10k 100k, and 1M for 'all')")
+                       help="catalog sizes (default 1k 10k 100k, and 1M for 'all'; 100k 1M "
+                            "for 'index')")
+    bench.add_argument("--vector-sizes", type=int, nargs="+", default=None,
+                       help="index: also time the index on this many bare vectors (float16, "
+                            "no catalog table), e.g. 10000000")
+    bench.add_argument("--jitter", type=float, default=0.05,
+                       help="index: how far the synthetic copies spread from their originals")
     bench.add_argument("--calls", type=int, default=50)
     bench.add_argument("--with-context", action="store_true",
                        help="training: also time the context models (time as context) and give "
@@ -586,6 +615,9 @@ def _run_bench(args: argparse.Namespace) -> int:
         "training": lambda: bench.bench_training(data=args.data, context=args.with_context),
         "context": lambda: bench.bench_context(sizes=args.sizes or (10_000,), calls=args.calls),
         "rerank": lambda: bench.bench_rerank(calls=min(args.calls, 10)),
+        "index": lambda: bench.bench_index(sizes=args.sizes or (100_000, 1_000_000),
+                                           vector_sizes=args.vector_sizes or (),
+                                           calls=args.calls, jitter=args.jitter),
         "tune-encoder": lambda: bench.bench_tune_encoder(data=args.data),
         "tune-llm": lambda: bench.bench_tune_llm(data=args.data, examples=min(args.calls, 32)),
     }

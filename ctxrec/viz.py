@@ -258,3 +258,22 @@ def tuning_curves_figure(losses: Sequence[tuple[int, float]], checks: Sequence[d
                     text=[f"weight {c['weight']:g}" for c in checks],
                     hovertemplate="step %{x}, %{text}: NDCG@10 %{y:.4f}<extra></extra>")
     return _loss_and_ndcg_axes(fig, "training step", first_stage, "first stage alone")
+
+
+def costs_figure(stages: Sequence[str], ms: Sequence[float], total_ms: float) -> go.Figure:
+    """One horizontal bar of the call's wall time, one segment per stage in the order they ran;
+    what the stages leave of the total shows as a grey "other" segment."""
+    palette = ("#4C78A8", "#F58518", "#54A24B", "#B279A2", "#E45756", "#72B7B2", "#9D755D")
+    fig = go.Figure()
+    for i, (stage, value) in enumerate(zip(stages, ms)):
+        fig.add_trace(go.Bar(x=[value], y=[""], orientation="h", name=stage,
+                             marker_color=palette[i % len(palette)],
+                             hovertemplate=f"{stage}: %{{x:.1f}} ms<extra></extra>"))
+    other = total_ms - float(sum(ms))
+    if other > 0.05 * total_ms:
+        fig.add_trace(go.Bar(x=[other], y=[""], orientation="h", name="other",
+                             marker_color="#BBBBBB",
+                             hovertemplate="other: %{x:.1f} ms<extra></extra>"))
+    fig.update_layout(barmode="stack", height=150, margin=dict(l=10, r=10, t=10, b=10),
+                      xaxis_title="milliseconds", legend=dict(orientation="h", y=-0.9))
+    return fig

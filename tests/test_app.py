@@ -29,6 +29,18 @@ def test_app_starts_and_shows_a_ranking(app):
     assert app.get("plotly_chart")
 
 
+def test_the_cost_panel_shows_the_stages_of_this_ranking(app):
+    panel = [e for e in app.expander if e.label.startswith("⏱️ Where the ")]
+    assert len(panel) == 1
+    total = float(panel[0].label.split("the ")[1].split(" ms")[0].replace(",", ""))
+    table = panel[0].dataframe[0].value
+    assert list(table["stage"]) == ["read intent", "encode", "components", "fusion and top-k"]
+    assert 0.95 * total <= table["ms"].sum() <= total + 0.5  # the stages make up the call
+    captions = " ".join(c.value for c in panel[0].caption)
+    assert "every item scored exactly" in captions
+    assert "This server's start-up: imports" in captions and "first ranking" in captions
+
+
 def test_intent_time_and_feedback_rerank(app):
     app.text_area(key="ctx_intent").input("a quick vegetarian dinner to cook").run()
     assert not app.exception

@@ -18,6 +18,19 @@ def _run(*args):
                           text=True, timeout=600)
 
 
+def test_recommend_prints_what_each_stage_cost(recommender):
+    out = _run("recommend", "--intent", "a podcast about space", "--timings", "--index",
+               "-k", "3")
+    assert out.returncode == 0, out.stderr
+    lines = [line for line in out.stderr.splitlines() if line.startswith(("timings:", "  "))]
+    assert lines[0].startswith("timings: ") and "candidates through the index" in lines[0]
+    stages = [line.split()[0] for line in lines[1:]]
+    assert stages == ["read", "encode", "retrieve", "components", "fusion"]
+    assert all("MiB (process RSS)" in line for line in lines[1:])
+    exact = _run("recommend", "--intent", "a podcast about space", "--timings", "-k", "3")
+    assert "every item scored" in exact.stderr and "retrieve" not in exact.stderr
+
+
 def test_recommend_prints_the_librarys_ranking(recommender):
     out = _run("recommend", "--intent", "a board game for friends", "--when",
                "2026-11-21T20:00", "--with", "friends", "-k", "5")
@@ -90,9 +103,16 @@ def test_bench_recommend_reports_what_was_asked(encoder):
     assert (result["encoder"], result["device"]) == (encoder.name, encoder.device)
     assert list(result["results"]) == ["300", "500"]
     for size in result["results"].values():
+        stages = size.pop("new_intent_stages")
         assert set(size) == {"new_intent", "new_intent_reader_off", "new_intent_and_history"}
         for timings in size.values():
             assert 0 < timings["p50_ms"] <= timings["p95_ms"]
+        # the cost panel of the same calls: the stages, as ranking records them
+        assert list(stages["stages"]) == ["read intent", "encode", "components",
+                                          "fusion and top-k"]
+        assert 0.9 <= stages["accounted"] <= 1.0
+        assert sum(s["p50_ms"] for s in stages["stages"].values()) <= \
+            stages["total_p50_ms"] * 1.1
     assert result["results"]["300"]["new_intent"] != result["results"]["300"][
         "new_intent_and_history"]  # two cases, timed apart
     assert 0 < result["intent_reader"]["p50_ms"] <= result["intent_reader"]["p95_ms"]
@@ -178,3 +198,17 @@ def test_train_from_an_interaction_log_with_its_catalog(tiny_movielens, tmp_path
     report = json.loads(out.stdout)
     assert report["results"][0]["users"] == 40
     assert any("no-such-movie" in note for note in report["data_notes"])
+
+
+def test_bench_index_sets_the_index_beside_exact_scoring_in_one_run():
+    out = _run("bench", "index", "--sizes", "3000", "--vector-sizes", "4000", "--calls", "3")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    ranked, bare = result["results"]["3000"], result["results"]["vectors-4000"]
+    assert ranked["speedup_p50"] == pytest.approx(
+        ranked["exact"]["p50_ms"] / ranked["index"]["p50_ms"], rel=0.02)
+    assert 0.8 <= ranked["recall@20"] <= 1 and 0.8 <= bare["recall@20"] <= 1
+    assert ranked["candidates_p50"] < 3000 and ranked["index_build_s"] > 0
+    assert "retrieve" in ranked["index_stages"]["stages"]
+    assert "retrieve" not in ranked["exact_stages"]["stages"]
+    assert bare["items"] == 4000 and bare["index_mb"] < bare["vectors_mb"]

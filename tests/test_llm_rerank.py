@@ -153,6 +153,11 @@ def test_rerank_adds_the_weighted_standardised_llm_score(tiny, recommender, cata
         np.testing.assert_array_equal(row, before[item_id])
     assert "re-ranked the top 8" in reranked.notes[-1]
     assert len(ranking.notes) == len(reranked.notes) - 1  # the input ranking is left alone
+    # the cost panel gains the LLM's stage, on the LLM's device and in its dtype
+    *first_stages, llm_stage = reranked.costs.stages
+    assert first_stages == ranking.costs.stages and llm_stage.stage == "LLM re-rank"
+    assert (llm_stage.device, llm_stage.dtype) == (str(tiny.llm.device), "float32")
+    assert reranked.costs.total_ms == pytest.approx(ranking.costs.total_ms + llm_stage.ms)
 
 
 def test_answer_attention_is_causal_and_mapped_to_parts(tiny, catalog):

@@ -23,6 +23,8 @@ from ctxrec.llm.adapters import load_tuned_reranker
 from ctxrec.llm.models import CausalLM, load_llm
 from ctxrec.llm.rerank import AnswerFocus, LLMReranker, OcclusionRow
 from ctxrec.sequence.train import TrainedModel, load_checkpoint
+from ctxrec.text.vector_index import index_for
+from ui.costs import startup_stage
 from ctxrec.server_policy import PolicyError, ServerPolicy
 
 log = logging.getLogger("ctxrec.app")
@@ -55,7 +57,8 @@ MODELS = POLICY.max_models
 
 @st.cache_resource(show_spinner="Loading the language model…", max_entries=MODELS)
 def cached_encoder(name: str, trust_remote_code: bool) -> TextEncoder:
-    encoder = load_encoder(name, trust_remote_code=trust_remote_code)
+    with startup_stage("model load"):
+        encoder = load_encoder(name, trust_remote_code=trust_remote_code)
     log.info("ctxrec: loaded encoder %s on %s", name, encoder.device)
     return encoder
 
@@ -68,8 +71,11 @@ def cached_builtin_catalog() -> Catalog:
 @st.cache_resource(show_spinner="Preparing the recommender…", max_entries=MODELS)
 def _cached_recommender(encoder_key: str, catalog_key: str, sequence_key: str | None,
                         _encoder: TextEncoder, _catalog: Catalog) -> Recommender:
-    vectors = item_embeddings(_encoder, _catalog)
-    recommender = Recommender(_catalog, _encoder, vectors)
+    with startup_stage("embedding cache read"):
+        vectors = item_embeddings(_encoder, _catalog)
+    with startup_stage("recommender set-up"):
+        recommender = Recommender(_catalog, _encoder, vectors,
+                                  index=index_for(_encoder, _catalog, vectors))
     if sequence_key:
         recommender.attach_sequence_model(sequence_checkpoint(sequence_key))
     return recommender

@@ -46,6 +46,7 @@ from ..data.catalog import Catalog, clip_text
 from ..data.context import COMPANION_WORDS, DEVICE_WORDS, PLACE_WORDS, Context
 from ..inspect.attention import PairAttention, rollout
 from ..rank.components import standardise
+from ..rank.costs import CostMeter
 from ..rank.recommender import Ranking
 from .models import DEFAULT_LLM, CausalLM, load_llm
 
@@ -535,7 +536,13 @@ class LLMReranker:
             top_k = min(top_k, len(LABELS))
         table = ranking.table.head(top_k).reset_index(drop=True).copy()
         n = len(table)
-        raw, contribution = self.contribution(context, catalog, table["item_id"], llm_weight)
+        meter = CostMeter()
+        with meter.stage("LLM re-rank", self.llm.device,
+                         str(self.llm.dtype).removeprefix("torch.")):
+            raw, contribution = self.contribution(context, catalog, table["item_id"],
+                                                  llm_weight)
+        stage = meter.finish()
+        costs = ranking.costs.with_stage(stage.stages[0]) if ranking.costs else stage
         table["raw_llm"] = raw
         table["llm"] = contribution
         table["score"] = table["score"].to_numpy(dtype=np.float64) + contribution
@@ -552,7 +559,7 @@ class LLMReranker:
         note = (f"The language model {self.name} re-ranked the top {n}: it {asked}, "
                 f"standardised over these {n}, was added with weight {llm_weight:g}.")
         return replace(ranking, table=table, history_attention=attention,
-                       notes=[*ranking.notes, note])
+                       notes=[*ranking.notes, note], costs=costs)
 
     # ----- inside the decision
     def occlusion(self, context: Context, item_text: str,

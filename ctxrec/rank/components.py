@@ -159,14 +159,17 @@ class StructuredAttributes:
         return score.astype(np.float32), [name for name, _, _ in facets]
 
 
-def standardise(values: np.ndarray) -> np.ndarray:
+def standardise(values: np.ndarray, reference: np.ndarray | None = None) -> np.ndarray:
     """z = (v − mean) / std over all of ``values``: how the recommender puts components of
     different ranges on one scale before weighting them, and how the LLM re-ranker puts its
-    judgement over the top K on the first stage's. All zeros when the values are (nearly) equal.
+    judgement over the top K on the first stage's. With ``reference`` (a boolean mask or
+    positions), the mean and std are those of ``values[reference]``: a sample standing for the
+    whole catalog when only candidates were scored. All zeros when the values are (nearly) equal.
     Float32 in, float32 out; float64 stays float64."""
     values = np.asarray(values)
     dtype = np.result_type(values.dtype, np.float32)
-    std = float(values.std())
+    basis = values if reference is None else values[reference]
+    std = float(basis.std())
     if std < 1e-8:
         return np.zeros(values.shape, dtype=dtype)
-    return ((values - values.mean()) / std).astype(dtype)
+    return ((values - basis.mean()) / std).astype(dtype)

@@ -205,12 +205,15 @@ class ColumnValues:
         if column not in self._columns:
             items = self.catalog.items
             n = len(items)
-            held: dict[str, np.ndarray] = {}
-            stated = np.zeros(n, dtype=bool)
+            rows: dict[str, list[int]] = {}
             for row, cell in enumerate(items[column] if column in items else ()):
                 for value in _values(cell):
-                    held.setdefault(value, np.zeros(n, dtype=bool))[row] = True
-                    stated[row] = True
+                    rows.setdefault(value, []).append(row)
+            held: dict[str, np.ndarray] = {}
+            stated = np.zeros(n, dtype=bool)
+            for value, where in rows.items():
+                held[value] = np.zeros(n, dtype=bool)
+                held[value][where] = stated[where] = True
             self._columns[column], self._stated[column] = held, stated
         return self._columns[column]
 

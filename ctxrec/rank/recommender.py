@@ -28,7 +28,7 @@ only with the weight validation chose for it (``extra["prior_weight"]``, usually
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
@@ -38,8 +38,10 @@ import torch
 
 from ..data.catalog import MOODS, Catalog
 from ..data.context import Context
+from .costs import CostMeter, Costs
 from ..data.context_fields import context_fields
 from ..text.encoders import TextEncoder
+from ..text.vector_index import VectorIndex
 from .components import (MOOD_PROTOTYPES, StructuredAttributes, history_attention,
                          mood_distribution, mood_match, standardise)
 from .intent import Constraint, IntentReader, KindAnswerer, ReadIntent
@@ -61,6 +63,12 @@ class RecommenderConfig:
     mmr_pool: int = 5  # MMR re-ranks the best k × mmr_pool items
     half_precision_from: int = 50_000  # catalogs this large are scored in float16 (error ≈ 1e-4,
     # 3× faster on CPU, half the memory); smaller ones in float32
+    candidates: int = 1_000  # through a vector index, the items retrieved per call
+    expand: int = 5  # … and around the best this many of them, half as many again each
+    # with an index, components are standardised with the mean and spread of this many items drawn
+    # once from the catalog (scored on every call beside the candidates), so a weight means what it
+    # means when every item is scored
+    reference_sample: int = 2_048
 
 
 @dataclass
@@ -90,23 +98,41 @@ class Ranking:
     diversity: float = 0.0
     understood: ReadIntent | None = None
     learned_context: bool = False  # the context bar is a log-trained model's learned effect
+    costs: Costs | None = None  # what each stage of the call took, measured as it ran
+    candidates: int | None = None  # items scored through the vector index (None: every item)
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Some of the catalog's items, as scored through a vector index: their positions, and
+    their vectors gathered once per call (float32, so what is shown is scored exactly)."""
+
+    positions: np.ndarray
+    vectors: np.ndarray
+
+    @classmethod
+    def of(cls, all_vectors: np.ndarray, positions: np.ndarray) -> Rows:
+        return cls(positions, all_vectors[positions])
 
 
 @dataclass
 class _Scored:
-    """Everything one scoring pass produced, before selection."""
+    """Everything one scoring pass produced, before fusion and selection."""
 
-    total: np.ndarray  # (N,) fused score
-    raw: dict[str, np.ndarray]  # component → (N,) raw scores
-    z: dict[str, np.ndarray]  # component → (N,) standardised scores
+    raw: dict[str, np.ndarray]  # component → raw scores of the scored items
     weights: Weights
     positions: list[int]  # catalog positions of the known history items
     signals: list[float]
     history_ids: list[str]
-    attention: np.ndarray  # (N, H)
+    attention: np.ndarray  # (scored items, H)
     notes: list[str]
     reading: ReadIntent | None = None
-    limits: list[tuple[str, np.ndarray]] | None = None  # each limit's label and (N,) breaks
+    limits: list[tuple[str, np.ndarray]] | None = None  # each limit's label and breaks
+    rows: Rows | None = None  # catalog positions scored through the index (None: all)
+    sample: np.ndarray | None = None  # which of ``rows`` are the reference sample
+    learned: tuple[np.ndarray, np.ndarray] | None = None  # context model: with, without context
+    prior_weight: float = 0.0  # of the hand-written context prior beside a learned context
+    z: dict[str, np.ndarray] = field(default_factory=dict)  # standardised, filled by fusion
 
 
 class Recommender:
@@ -119,11 +145,14 @@ class Recommender:
         popularity: (N,) interaction counts, or ``None`` to use the catalog's ``popularity`` column
             when it has one.
         config: component settings.
+        index: an approximate nearest-neighbour index over ``item_vectors``, to score only the
+            candidates it proposes (see :meth:`attach_index`).
     """
 
     def __init__(self, catalog: Catalog, encoder: TextEncoder, item_vectors: np.ndarray,
                  popularity: np.ndarray | None = None,
-                 config: RecommenderConfig = RecommenderConfig()):
+                 config: RecommenderConfig = RecommenderConfig(),
+                 index: VectorIndex | None = None):
         if item_vectors.shape != (len(catalog), encoder.dim):
             raise ValueError(f"item_vectors has shape {item_vectors.shape}; expected "
                              f"{(len(catalog), encoder.dim)}")
@@ -149,6 +178,7 @@ class Recommender:
         self._encode = lru_cache(maxsize=256)(encoder.encode_one)
         self._history = lru_cache(maxsize=8)(self._history_component)
         self._situation = lru_cache(maxsize=32)(self._context_component)
+        self._facets = lru_cache(maxsize=32)(lambda facets: self.attributes.match(*facets)[0])
         self.sequence_model = None
         self._sequence = lru_cache(maxsize=8)(self._sequence_component)
         self._learned = lru_cache(maxsize=16)(self._learned_component)
@@ -158,6 +188,30 @@ class Recommender:
         values = self.reader.values
         self._breaks = lru_cache(maxsize=256)(lambda c: c.breaks(catalog, values))
         self._has = lru_cache(maxsize=256)(lambda c: c.has(catalog, values))
+        self.index: VectorIndex | None = None
+        self._reference: Rows | None = None
+        self._popular: np.ndarray | None = None
+        self.attach_index(index)
+
+    def attach_index(self, index: VectorIndex | None) -> None:
+        """Rank through ``index`` (``None`` removes it): each call scores the index's best
+        ``config.candidates`` items for the request, plus a fixed reference sample that keeps
+        the standardisation of the components what it is over the whole catalog."""
+        if index is not None and (index.size, index.dim) != self.vectors.shape:
+            raise ValueError(f"the index holds {index.size:,} vectors of {index.dim} dimensions; "
+                             f"this catalog has {self.vectors.shape[0]:,} of "
+                             f"{self.vectors.shape[1]}")
+        self.index = index
+        if index is None:
+            self._reference = self._popular = None
+            return
+        n = len(self.catalog)
+        rng = np.random.default_rng(0)
+        self._reference = Rows.of(self.vectors, np.sort(rng.choice(
+            n, min(n, self.config.reference_sample), replace=False)))
+        if self.popularity is not None:
+            wanted = min(self.config.candidates, n)
+            self._popular = np.argpartition(-self.popularity, wanted - 1)[:wanted]
 
     def attach_sequence_model(self, trained) -> None:
         """Add the ``sequence`` component from a trained model (``None`` removes it); the model
@@ -196,53 +250,65 @@ class Recommender:
         return torch.log_softmax(scores.double(), dim=0).float().numpy()
 
     # ----- components, each (N,) over the whole catalog
-    def similarities(self, queries: np.ndarray) -> np.ndarray:
-        """Cosines between every item and the queries: (d,) → (N,), (Q, d) → (N, Q)."""
+    def similarities(self, queries: np.ndarray, rows: Rows | None = None) -> np.ndarray:
+        """Cosines between the items (all, or ``rows``) and the queries: (d,) → (N,),
+        (Q, d) → (N, Q)."""
+        if rows is not None:  # a few thousand rows: numpy, in float32, on the CPU
+            queries = np.asarray(queries, dtype=np.float32)
+            return rows.vectors @ (queries if queries.ndim == 1 else queries.T)
         query = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))
         query = query.to(self._matrix.device, self._matrix.dtype)
         sims = self._matrix @ (query if query.ndim == 1 else query.T)
         return sims.float().cpu().numpy()
 
-    def intent_scores(self, intent: str, preferences: Sequence[Constraint] = ()) -> np.ndarray:
-        """(N,) cosine between the intent and every item, plus ``preference_bonus`` times the
-        share of the ``preferences`` (read from the intent) that the item carries."""
-        sims = self.similarities(self._encode(intent))
+    def intent_scores(self, intent: str, preferences: Sequence[Constraint] = (),
+                      rows: Rows | None = None) -> np.ndarray:
+        """Cosine between the intent and every item (or the items at ``rows``), plus
+        ``preference_bonus`` times the share of the ``preferences`` (read from the intent) that
+        the item carries."""
+        sims = self.similarities(self._encode(intent), rows)
         if not preferences:
             return sims
         liked = np.mean([self._has(c) for c in preferences], axis=0)
+        liked = liked if rows is None else liked[rows.positions]
         return sims + self.config.preference_bonus * liked.astype(np.float32)
 
-    def mood_scores(self, intent: str) -> np.ndarray:
-        return mood_match(self.intent_moods(intent), self._item_moods)
+    def mood_scores(self, intent: str, rows: Rows | None = None) -> np.ndarray:
+        moods = self._item_moods if rows is None else self._item_moods[rows.positions]
+        return mood_match(self.intent_moods(intent), moods)
 
     def intent_moods(self, intent: str) -> np.ndarray:
         """(12,) distribution of the moods the intent asks for, in ``MOODS`` order."""
         return mood_distribution(self._encode(intent), self._mood_vectors,
                                  self.config.mood_temperature)
 
-    def context_scores(self, context: Context) -> np.ndarray:
+    def context_scores(self, context: Context, rows: Rows | None = None) -> np.ndarray:
         # keyed on what the score depends on, so a new intent reuses it
         key = (context.describe_situation(), context.daypart, context.day_type, context.place,
                context.device, context.companions)
-        return self._situation(key)
+        return self._situation(key) if rows is None else self._context_component(key, rows)
 
-    def history_scores(self, positions: tuple[int, ...], signals: tuple[float, ...]
-                       ) -> tuple[np.ndarray, np.ndarray]:
-        """Target-attention scores (N,) and weights (N, H) for history items at ``positions``."""
-        return self._history(positions, signals)
+    def history_scores(self, positions: tuple[int, ...], signals: tuple[float, ...],
+                       rows: Rows | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Target-attention scores (N,) and weights (N, H) for history items at ``positions``
+        (over the items at ``rows`` only, when given)."""
+        if rows is None:
+            return self._history(positions, signals)
+        return self._history_component(positions, signals, rows)
 
-    def _context_component(self, key: tuple) -> np.ndarray:
+    def _context_component(self, key: tuple, rows: Rows | None = None) -> np.ndarray:
         situation, *facets = key
-        text_score = self.similarities(self._encode(situation))
+        text_score = self.similarities(self._encode(situation), rows)
         if not self.attributes.available:
             return text_score
-        structured, _ = self.attributes.match(*facets)
+        structured = self._facets(tuple(facets))
+        structured = structured if rows is None else structured[rows.positions]
         share = self.config.context_text_share
         return (share * text_score + (1 - share) * structured).astype(np.float32)
 
-    def _history_component(self, positions: tuple[int, ...], signals: tuple[float, ...]
-                           ) -> tuple[np.ndarray, np.ndarray]:
-        sims = self.similarities(self.vectors[list(positions)])
+    def _history_component(self, positions: tuple[int, ...], signals: tuple[float, ...],
+                           rows: Rows | None = None) -> tuple[np.ndarray, np.ndarray]:
+        sims = self.similarities(self.vectors[list(positions)], rows)
         return history_attention(sims, np.asarray(signals, dtype=np.float32),
                                  self.config.history_temperature)
 
@@ -273,7 +339,7 @@ class Recommender:
     # ----- fusion
     def recommend(self, context: Context, k: int = 10, weights: Weights | None = None,
                   exclude_seen: bool = True, diversity: float = 0.0, read_intent: bool = True,
-                  dropped: Collection[str] = ()) -> Ranking:
+                  dropped: Collection[str] = (), exact: bool | None = None) -> Ranking:
         """Rank the catalog for ``context``.
 
         Args:
@@ -285,101 +351,228 @@ class Recommender:
             read_intent: read limits and exclusions out of the intent (see
                 :mod:`ctxrec.rank.intent`); items that break one rank below all that keep them.
             dropped: keys of limits the person removed (their chips).
+            exact: score every item (``True``), or only the candidates the attached vector index
+                proposes (``False``); ``None`` uses the index when one is attached.
 
         Returns:
-            A :class:`Ranking` whose contribution columns sum to ``score`` for every row.
+            A :class:`Ranking` whose contribution columns sum to ``score`` for every row, with
+            what each stage cost.
         """
-        scored = self._score(context, weights, read_intent, dropped)
-        total, positions, notes = scored.total.copy(), scored.positions, scored.notes
-        if exclude_seen and positions:
-            total[positions] = -np.inf
-        valid = np.flatnonzero(np.isfinite(total))
-        if valid.size == 0:
-            notes.append("Every item is already in the history and 'exclude seen' is on: turn it "
-                         "off or remove items from the history.")
-        order = self._select(total, valid, k, diversity)
-        table = self._table(order, scored.raw, scored.z, scored.weights)
-        if scored.limits is not None:
-            table["broken"] = [tuple(label for label, breaks in scored.limits if breaks[i])
-                               for i in order]
-        if scored.reading is not None and scored.reading.preferences:
-            liked = [(c.label, self._has(c)) for c in scored.reading.preferences]
-            table["liked"] = [tuple(label for label, has in liked if has[i]) for i in order]
+        meter = CostMeter()
+        use_index = self.index is not None if exact is None else not exact
+        if use_index and self.index is None:
+            raise ValueError("no vector index is attached: attach one with attach_index, or "
+                             "rank exactly")
+        scored = self._score(context, weights, read_intent, dropped, meter, use_index)
+        with meter.stage("fusion and top-k", "cpu", "float32"):
+            total, notes, rows = self._fuse(scored).copy(), scored.notes, scored.rows
+            if exclude_seen and scored.positions:
+                seen = scored.positions if rows is None else np.isin(rows, scored.positions)
+                total[seen] = -np.inf
+            valid = np.flatnonzero(np.isfinite(total))
+            if valid.size == 0:
+                notes.append("Every item is already in the history and 'exclude seen' is on: "
+                             "turn it off or remove items from the history.")
+            order = self._select(total, valid, k, diversity, rows)
+            items = order if rows is None else rows[order]
+            table = self._table(order, items, scored.raw, scored.z, scored.weights)
+            if scored.limits is not None:
+                table["broken"] = [tuple(label for label, breaks in scored.limits if breaks[i])
+                                   for i in order]
+            if scored.reading is not None and scored.reading.preferences:
+                liked = [(c.label, self._has(c)) for c in scored.reading.preferences]
+                table["liked"] = [tuple(label for label, has in liked if has[i]) for i in items]
         return Ranking(table=table, weights=scored.weights, history_ids=scored.history_ids,
                        history_signals=np.asarray(scored.signals, dtype=np.float32),
                        history_attention=scored.attention[order], notes=notes,
                        diversity=diversity, understood=scored.reading,
-                       learned_context=self.learned_context and bool(positions) and
-                       scored.weights["sequence"] > 0)
+                       learned_context=scored.learned is not None, costs=meter.finish(),
+                       candidates=None if rows is None else len(rows))
 
     def fused_scores(self, context: Context, weights: Weights | None = None,
                      read_intent: bool = True) -> np.ndarray:
-        """The fused score of every catalog item, (N,), for evaluation; seen items included."""
-        return self._score(context, weights, read_intent).total
+        """The fused score of every catalog item, (N,), for evaluation; seen items included;
+        always exact."""
+        return self._fuse(self._score(context, weights, read_intent, (), CostMeter(), False))
 
-    def _score(self, context: Context, weights: Weights | None, read_intent: bool = True,
-               dropped: Collection[str] = ()) -> _Scored:
+    def _score(self, context: Context, weights: Weights | None, read_intent: bool,
+               dropped: Collection[str], meter: CostMeter, use_index: bool) -> _Scored:
+        """Everything before fusion, stage by stage: read the intent, encode, run the sequence
+        model, retrieve candidates through the index (when used) and compute the components."""
         notes: list[str] = []
-        positions, signals, hist_ids = self._known_history(context, notes)
-        intent = context.intent.strip()
-        reading = self.read_intent(intent).without(dropped) if read_intent and intent else None
-        text = reading.soft_text if reading is not None else intent
-        if intent:
-            cut = self.encoder.truncation(intent)
-            if cut.truncated:
-                notes.append(f"The intent is {cut.n_tokens:,} tokens long; the model reads only "
-                             f"the first {cut.max_tokens} (about the first {cut.kept_chars:,} "
-                             "characters).")
-        has_history = any(s != 0 for s in signals)
-        if weights is None:
-            weights = adaptive_weights(bool(intent), has_history, self.popularity is not None,
-                                       self.attributes.available,
-                                       self.sequence_model is not None and bool(positions),
-                                       reading is not None and bool(reading.constraints),
-                                       self.learned_context)
-        n = len(self.catalog)
-        raw: dict[str, np.ndarray] = {}
-        attention = np.zeros((n, len(positions)), dtype=np.float32)
-        if weights["intent"] and text:
-            raw["intent"] = self.intent_scores(text, reading.preferences if reading else ())
-        if weights["mood"] and text:
-            raw["mood"] = self.mood_scores(text)
+        with meter.stage("read intent", "cpu", "-"):
+            positions, signals, hist_ids = self._known_history(context, notes)
+            intent = context.intent.strip()
+            reading = self.read_intent(intent).without(dropped) \
+                if read_intent and intent else None
+            text = reading.soft_text if reading is not None else intent
+            if intent:
+                cut = self.encoder.truncation(intent)
+                if cut.truncated:
+                    notes.append(f"The intent is {cut.n_tokens:,} tokens long; the model reads "
+                                 f"only the first {cut.max_tokens} (about the first "
+                                 f"{cut.kept_chars:,} characters).")
+            has_history = any(s != 0 for s in signals)
+            if weights is None:
+                weights = adaptive_weights(bool(intent), has_history, self.popularity is not None,
+                                           self.attributes.available,
+                                           self.sequence_model is not None and bool(positions),
+                                           reading is not None and bool(reading.constraints),
+                                           self.learned_context)
         learned = self.learned_context and bool(positions) and weights["sequence"] > 0
         prior_weight = float(self.sequence_model.extra.get("prior_weight") or 0.0) \
             if learned else 0.0
-        if weights["context"] and (not learned or prior_weight > 0):
-            raw["context"] = self.context_scores(context)
-        if positions:
-            raw["history"], attention = self.history_scores(tuple(positions), tuple(signals))
-        if weights["popularity"] and self.popularity is not None:
-            raw["popularity"] = self.popularity
-        if weights["sequence"] and positions and self.sequence_model is not None and not learned:
-            raw["sequence"] = self.sequence_scores(tuple(positions))
-        prior = None
-        if learned:
-            with_context, unknown = self.learned_scores(tuple(positions), context)
+        wants_context = weights["context"] > 0 and (not learned or prior_weight > 0)
+        text = text if (weights["intent"] or weights["mood"]) else ""
+        with meter.stage("encode", self.encoder.device, "float32"):
+            # cached per text, so the components below read these without encoding again
+            queries = {"intent": self._encode(text) if text else None,
+                       "context": self._encode(context.describe_situation())
+                       if wants_context else None}
+        sequence = None
+        if positions and self.sequence_model is not None and weights["sequence"]:
+            weight = next(self.sequence_model.model.parameters())
+            with meter.stage("sequence model", str(weight.device),
+                             str(weight.dtype).removeprefix("torch.")):
+                sequence = self.learned_scores(tuple(positions), context) if learned else \
+                    (self.sequence_scores(tuple(positions)),)
+        def scored(positions_scored: np.ndarray | None, sample: np.ndarray | None) -> _Scored:
+            rows = None if positions_scored is None else Rows.of(self.vectors, positions_scored)
+            take = (lambda values: values) if rows is None else \
+                (lambda values: values[rows.positions])
+            raw: dict[str, np.ndarray] = {}
+            n = len(self.catalog) if rows is None else len(positions_scored)
+            attention = np.zeros((n, len(positions)), dtype=np.float32)
+            if queries["intent"] is not None and weights["intent"]:
+                raw["intent"] = self.intent_scores(text, reading.preferences if reading else (),
+                                                   rows)
+            if queries["intent"] is not None and weights["mood"]:
+                raw["mood"] = self.mood_scores(text, rows)
+            if wants_context:
+                raw["context"] = self.context_scores(context, rows)
+            if positions:
+                raw["history"], attention = self.history_scores(tuple(positions),
+                                                                tuple(signals), rows)
+            if weights["popularity"] and self.popularity is not None:
+                raw["popularity"] = take(self.popularity)
+            if sequence is not None and not learned:
+                raw["sequence"] = take(sequence[0])
+            limits = None if reading is None else \
+                [(c.label, take(self._breaks(c))) for c in reading.constraints]
+            return _Scored(raw, weights, positions, signals, hist_ids, attention, notes,
+                           reading, limits, positions_scored, sample,
+                           tuple(take(s) for s in sequence) if learned else None, prior_weight)
+
+        rows = sample = None
+        if use_index:
+            with meter.stage("retrieve", "cpu", "SQ8"):
+                rows, sample = self._candidates(
+                    queries, positions, signals, weights, sequence,
+                    reading.constraints if reading is not None else (), scored)
+        with meter.stage("components", str(self._matrix.device),
+                         str(self._matrix.dtype).removeprefix("torch.")):
+            return scored(rows, sample)
+
+    def _candidates(self, queries: dict[str, np.ndarray | None], positions: list[int],
+                    signals: list[float], weights: Weights,
+                    sequence: tuple[np.ndarray, ...] | None, limits: Sequence[Constraint],
+                    scored: Callable[[np.ndarray, np.ndarray], _Scored]
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """Catalog positions to score through the index, in two steps.
+
+        1. The index's best ``candidates`` for one query vector that adds the intent, situation
+           and history vectors as the fusion weighs them (each divided by its component's
+           spread over the reference sample, as standardising does), among the items that keep the
+           limits read from the intent; half as many for each of those vectors alone; the
+           sequence model's and the popularity prior's best when they count; and the reference
+           sample itself.
+        2. What the vectors cannot see (the catalog's facets, moods, limits) can make other
+           items the best, so these are scored and fused, and the index is searched again around
+           each of the ``expand`` best that are not near-copies of a better one: the seed's
+           vector plus the query's direction.
+
+        Returns the sorted positions and which of them are the reference sample.
+        """
+        # each component's raw spread over the reference sample: what standardising divides by
+        reference = scored(self._reference.positions, np.ones(len(self._reference.positions),
+                                                               dtype=bool)).raw
+        parts = [("intent", 1.0, queries["intent"]),
+                 ("context", self.config.context_text_share, queries["context"])]
+        if positions:  # the attention with even weights: Σ_j signal_j·h_j / H
+            parts.append(("history", 1.0, np.asarray(signals, dtype=np.float32)
+                          @ self.vectors[positions] / len(positions)))
+        combined = np.zeros(self.vectors.shape[1], dtype=np.float32)
+        for name, share, vector in parts:
+            if weights[name] and vector is not None and name in reference:
+                spread = float(reference[name].std()) or 1.0
+                combined += weights[name] * share / spread * vector
+        found = [self._reference.positions]
+        wanted = self.config.candidates
+        if sequence is not None:
+            scores = sequence[0]
+            found.append(np.argpartition(-scores, min(wanted, scores.size) - 1)[:wanted])
+        if weights["popularity"] and self._popular is not None:
+            found.append(self._popular)
+        norm = float(np.linalg.norm(combined))
+        keeps = None  # the read limits filter the search itself: the best items that keep them
+        if weights["constraints"] and limits:
+            keeps = ~np.logical_or.reduce([self._breaks(c) for c in limits])
+        if norm > 0:
+            hits = self.index.search(combined, wanted, allowed=keeps)[0]
+            found.append(hits[hits >= 0])
+            # the fusion is not linear (the history attention is sharp, the context mixes in
+            # facets): each vector also brings its own best
+            singles = [vector for name, _, vector in parts if weights[name] and
+                       vector is not None]
+            if len(singles) > 1:
+                hits = self.index.search(np.stack(singles), wanted // 2, allowed=keeps)
+                found.append(hits[hits >= 0])
+        rows = np.unique(np.concatenate(found))
+        sample = np.isin(rows, self._reference.positions)
+        seeds = self.config.expand
+        if seeds and norm > 0:
+            total = self._fuse(replace(scored(rows, sample), notes=[]))
+            best = _distinct_best(rows, total, self.vectors, seeds)
+            around = self.vectors[best] + combined / norm
+            # around a seed the best lie in its own and the nearest cells: a few probes do
+            hits = self.index.search(around, max(1, wanted // 2),
+                                     nprobe=max(4, self.index.nprobe // 8), allowed=keeps)
+            rows = np.union1d(rows, hits[hits >= 0])
+            sample = np.isin(rows, self._reference.positions)
+        return rows, sample
+
+    def _fuse(self, scored: _Scored) -> np.ndarray:
+        """score = Σ_c w_c · z_c, with each component standardised over the catalog (or, when only
+        candidates were scored, with the mean and spread of the reference sample); fills
+        ``scored.z`` and the ``constraints`` component."""
+        raw, weights, sample = scored.raw, scored.weights, scored.sample
+        z = {name: standardise(values, sample) for name, values in raw.items()}
+        if scored.learned is not None:  # both on the scale of the model's score with the context
+            with_context, unknown = scored.learned
+            raw.pop("sequence", None)
             prior = raw.pop("context", None)
+            z.pop("context", None)
             raw["sequence"], raw["context"] = unknown, with_context - unknown
-        z = {name: standardise(values) for name, values in raw.items()}
-        if learned:  # both on the scale of the model's score with the context; they sum to it
-            scale = float(with_context.std()) or 1.0
-            z["sequence"] = ((unknown - with_context.mean()) / scale).astype(np.float32)
+            reference = with_context if sample is None else with_context[sample]
+            scale = float(reference.std()) or 1.0
+            z["sequence"] = ((unknown - reference.mean()) / scale).astype(np.float32)
             z["context"] = ((with_context - unknown) / scale).astype(np.float32)
-            if prior is not None and prior_weight > 0 and weights["context"] > 0:
-                z["context"] += prior_weight / weights["context"] * standardise(prior)
-        total = np.zeros(n, dtype=np.float32)
+            if prior is not None and scored.prior_weight > 0 and weights["context"] > 0:
+                z["context"] += scored.prior_weight / weights["context"] * \
+                    standardise(prior, sample)
+        total = np.zeros(len(scored.attention), dtype=np.float32)
         for name, values in z.items():
             total += weights[name] * values
-        limits = None if reading is None else []
-        if reading is not None and reading.constraints:
-            limits = [(c.label, self._breaks(c)) for c in reading.constraints]
-            raw["constraints"], z["constraints"] = _constraint_scores(limits, total)
+        if scored.limits:
+            raw["constraints"], z["constraints"] = _constraint_scores(scored.limits, total)
             total += weights["constraints"] * z["constraints"]
             if weights["constraints"] and raw["constraints"].any():
-                notes.append(f"{int((raw['constraints'] < 0).sum()):,} items break a limit read "
-                             "from the intent and are ranked below every item that keeps them.")
-        return _Scored(total, raw, z, weights, positions, signals, hist_ids, attention, notes,
-                       reading, limits)
+                broken = np.logical_or.reduce([self._breaks(c)
+                                               for c in scored.reading.constraints])
+                scored.notes.append(f"{int(broken.sum()):,} items break a limit read from the "
+                                    "intent and are ranked below every item that keeps them.")
+        scored.z = z
+        return total
 
     def _known_history(self, context: Context, notes: list[str]
                        ) -> tuple[list[int], list[float], list[str]]:
@@ -397,8 +590,8 @@ class Recommender:
             notes.append(f"Ignored {len(unknown)} history item(s) not in this catalog: {shown}")
         return positions, signals, ids
 
-    def _select(self, total: np.ndarray, valid: np.ndarray, k: int, diversity: float
-                ) -> np.ndarray:
+    def _select(self, total: np.ndarray, valid: np.ndarray, k: int, diversity: float,
+                rows: np.ndarray | None) -> np.ndarray:
         k = min(k, valid.size)
         if k <= 0:
             return np.zeros(0, dtype=np.int64)
@@ -408,12 +601,14 @@ class Recommender:
         pool = valid[top[np.argsort(-scores[top], kind="stable")]]
         if diversity <= 0:
             return pool[:k]
-        return _mmr(pool, total[pool], self.vectors[pool], k, diversity)
+        vectors = self.vectors[pool if rows is None else rows[pool]]
+        return pool[_mmr(total[pool], vectors, k, diversity)]
 
-    def _table(self, order: np.ndarray, raw: dict[str, np.ndarray], z: dict[str, np.ndarray],
-               weights: Weights) -> pd.DataFrame:
+    def _table(self, order: np.ndarray, items: np.ndarray, raw: dict[str, np.ndarray],
+               z: dict[str, np.ndarray], weights: Weights) -> pd.DataFrame:
+        """One row per ranked item: ``order`` indexes the scored arrays, ``items`` the catalog."""
         table = pd.DataFrame({"rank": np.arange(1, len(order) + 1),
-                              **{name: values[order] for name, values in self._labels.items()}})
+                              **{name: values[items] for name, values in self._labels.items()}})
         contributions = []
         for name in COMPONENTS:
             values = raw[name][order] if name in raw else np.full(len(order), np.nan, np.float32)
@@ -424,15 +619,15 @@ class Recommender:
         return table
 
 
-def _mmr(pool: np.ndarray, scores: np.ndarray, vectors: np.ndarray, k: int, diversity: float
-         ) -> np.ndarray:
-    """Maximal marginal relevance: pick argmax (1 − λ)·rel(i) − λ·max_{j∈S} cos(i, j), λ = diversity,
-    with relevance min-max scaled over the pool so both terms share a range."""
+def _mmr(scores: np.ndarray, vectors: np.ndarray, k: int, diversity: float) -> list[int]:
+    """Maximal marginal relevance over a pool sorted best first: pick argmax (1 − λ)·rel(i) −
+    λ·max_{j∈S} cos(i, j), λ = diversity, with relevance min-max scaled over the pool so both
+    terms share a range. Returns indices into the pool."""
     span = scores.max() - scores.min()
     rel = (scores - scores.min()) / span if span > 0 else np.ones_like(scores)
     chosen = [0]
     max_sim = vectors @ vectors[0]
-    available = np.ones(len(pool), dtype=bool)
+    available = np.ones(len(scores), dtype=bool)
     available[0] = False
     while len(chosen) < k:
         gain = np.where(available, (1 - diversity) * rel - diversity * max_sim, -np.inf)
@@ -440,7 +635,23 @@ def _mmr(pool: np.ndarray, scores: np.ndarray, vectors: np.ndarray, k: int, dive
         chosen.append(best)
         available[best] = False
         max_sim = np.maximum(max_sim, vectors @ vectors[best])
-    return pool[chosen]
+    return chosen
+
+
+def _distinct_best(rows: np.ndarray, total: np.ndarray, vectors: np.ndarray, n: int,
+                   pool: int = 256, alike: float = 0.8) -> np.ndarray:
+    """Up to ``n`` of ``rows``, best ``total`` first, skipping any whose cosine with one already
+    taken exceeds ``alike``: seeds for searching around, one per region of the vector space."""
+    pool = min(pool, total.size)
+    top = np.argpartition(-total, pool - 1)[:pool]
+    top = rows[top[np.argsort(-total[top], kind="stable")]]
+    chosen: list[int] = []
+    for position in top:
+        if not chosen or float((vectors[chosen] @ vectors[position]).max()) <= alike:
+            chosen.append(int(position))
+            if len(chosen) == n:
+                break
+    return np.asarray(chosen, dtype=np.int64)
 
 
 def _constraint_scores(limits: list[tuple[str, np.ndarray]], total: np.ndarray

@@ -1,0 +1,146 @@
+"""The approximate vector index (faiss) and ranking through it, and the cost of each stage of a
+ranking."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+
+import numpy as np
+import pytest
+
+from ctxrec import COMPONENTS, Context, HistoryEntry, Recommender
+from ctxrec.bench import synthetic_catalog
+from ctxrec.text.embed_cache import EmbeddingCache
+from ctxrec.text.vector_index import VectorIndex, index_for, item_index
+
+EVENING = Context(when=datetime(2026, 11, 21, 19, 30), place="home", device="tv",
+                  companions=("family",))
+INTENTS = ("something calm to read before bed", "a funny film with the kids, under 2 hours",
+           "a podcast about space", "a day out in nature", "anything but horror tonight",
+           "a board game for friends")
+
+
+@pytest.fixture(scope="module")
+def large(catalog, encoder, vectors):
+    """20,000 items made from the built-in ones (vectors jittered), with an index over them."""
+    big, big_vectors = synthetic_catalog(catalog, vectors, 20_000, jitter=0.05)
+    index = VectorIndex.build(big_vectors, key="test")
+    return big, big_vectors, index
+
+
+def test_the_index_finds_what_exact_search_finds(large, encoder):
+    _, big_vectors, index = large
+    queries = encoder.encode(list(INTENTS))
+    found = index.search(queries, 20)
+    exact = np.argsort(-(big_vectors @ queries.T), axis=0)[:20].T
+    recall = np.mean([len(set(f) & set(e)) / 20 for f, e in zip(found, exact)])
+    assert recall >= 0.9
+    assert index.memory_mb < big_vectors.nbytes / 2**20 / 2  # one byte per dimension, not four
+
+
+def test_a_filtered_search_returns_only_allowed_items_and_their_best(large, encoder):
+    _, big_vectors, index = large
+    allowed = np.zeros(len(big_vectors), dtype=bool)
+    allowed[::17] = True  # few allowed: the search must reach farther cells to find them
+    query = encoder.encode(["a tense late-night thriller"])[0]
+    found = index.search(query, 10, allowed=allowed)[0]
+    assert (found >= 0).all() and allowed[found].all()
+    scores = np.where(allowed, big_vectors @ query, -np.inf)
+    assert int(np.argmax(scores)) in set(found)
+
+
+def test_the_index_is_saved_beside_the_embeddings_and_checked_on_load(tmp_path, encoder, catalog,
+                                                                      vectors):
+    cache = EmbeddingCache(tmp_path)
+    first = item_index(encoder, catalog, vectors, cache)
+    path = cache.path(encoder, catalog).with_suffix(".faiss")
+    assert path.is_file() and first.build_s > 0
+    again = item_index(encoder, catalog, vectors, cache)
+    assert again.build_s == 0  # loaded, not rebuilt
+    query = vectors[:3]
+    np.testing.assert_array_equal(again.search(query, 5), first.search(query, 5))
+    key = cache.key(encoder, catalog)
+    assert VectorIndex.load(path, "another key", len(catalog), encoder.dim) is None
+    assert VectorIndex.load(path, key, len(catalog) + 1, encoder.dim) is None
+    with open(path, "r+b") as handle:  # one flipped byte fails the checksum
+        handle.seek(100)
+        byte = handle.read(1)
+        handle.seek(100)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    assert VectorIndex.load(path, key, len(catalog), encoder.dim) is None
+    rebuilt = item_index(encoder, catalog, vectors, cache)
+    assert rebuilt.build_s > 0 and rebuilt.size == len(catalog)
+    assert index_for(encoder, catalog, vectors, cache=cache) is None  # small: exact by default
+    assert index_for(encoder, catalog, vectors, use=True, cache=cache) is not None
+
+
+def test_an_index_of_another_catalog_is_refused(catalog, encoder, vectors, large):
+    with pytest.raises(ValueError, match="this catalog has 3"):
+        Recommender(catalog, encoder, vectors, index=large[2])
+
+
+def test_through_the_index_a_small_catalog_ranks_as_exactly(catalog, encoder, vectors,
+                                                             recommender):
+    # the reference sample holds every item of a small catalog, so nothing is approximated
+    indexed = Recommender(catalog, encoder, vectors,
+                          index=VectorIndex.build(vectors, key="small"))
+    history = (HistoryEntry("film-02", 1), HistoryEntry("book-05", -1))
+    for intent in INTENTS:
+        context = replace(EVENING, intent=intent, history=history)
+        exact, approx = recommender.recommend(context, k=15), indexed.recommend(context, k=15)
+        assert approx.candidates == len(catalog) and exact.candidates is None
+        assert list(approx.table["item_id"]) == list(exact.table["item_id"])
+        np.testing.assert_allclose(approx.table["score"], exact.table["score"], atol=1e-4)
+        assert approx.notes == exact.notes
+
+
+def test_through_the_index_a_large_catalog_keeps_the_exact_top_and_its_breakdown(
+        large, encoder):
+    big, big_vectors, index = large
+    exact = Recommender(big, encoder, big_vectors)
+    indexed = Recommender(big, encoder, big_vectors, index=index)
+    history = tuple(HistoryEntry(i, s) for i, s in zip(big.ids[[3, 40, 77]], (1, 1, -1)))
+    overlaps = []
+    for intent in INTENTS:
+        context = replace(EVENING, intent=intent, history=history)
+        a = exact.recommend(context, k=10)
+        b = indexed.recommend(context, k=10, diversity=0.3 if intent == INTENTS[0] else 0.0)
+        overlaps.append(len(set(a.table["item_id"]) & set(b.table["item_id"])) / 10)
+        assert b.candidates < len(big) / 3
+        parts = b.table[list(COMPONENTS)].to_numpy().sum(axis=1)
+        np.testing.assert_allclose(parts, b.table["score"], atol=1e-6)
+        # the raw scores of what is shown are exact: the same as when every item is scored
+        both = a.table.merge(b.table, on="item_id", suffixes=("_a", "_b"))
+        for name in ("intent", "context", "history", "mood"):
+            np.testing.assert_allclose(both[f"raw_{name}_a"], both[f"raw_{name}_b"], atol=2e-3)
+        stages = [s.stage for s in b.costs.stages]
+        assert "retrieve" in stages and stages.index("retrieve") < stages.index("components")
+        if b.understood is not None and b.understood.constraints:
+            assert not any(b.table["broken"])  # the limits filter the search itself
+    assert np.mean(overlaps) >= 0.8, overlaps
+
+
+def test_ranking_through_a_missing_index_says_so(recommender):
+    with pytest.raises(ValueError, match="no vector index"):
+        recommender.recommend(EVENING, exact=False)
+
+
+def test_every_ranking_records_its_stages_and_they_make_up_the_call(recommender):
+    context = replace(EVENING, intent="a quick vegetarian dinner for two",
+                      history=(HistoryEntry("film-02", 1),))
+    shares = []
+    for n in range(5):
+        ranking = recommender.recommend(replace(context, intent=f"{context.intent} ({n})"), k=10)
+        costs = ranking.costs
+        assert [s.stage for s in costs.stages] == ["read intent", "encode", "components",
+                                                   "fusion and top-k"]
+        assert all(s.ms >= 0 and s.device == "cpu" and s.memory_mb > 0 for s in costs.stages)
+        assert costs.stages[1].dtype == "float32" and costs.stages[0].dtype == "-"
+        assert costs.peak_rss_mb >= max(s.memory_mb for s in costs.stages) * 0.99
+        shares.append(costs.accounted)
+        as_json = costs.as_dict()
+        assert as_json["total_ms"] == pytest.approx(costs.total_ms, abs=1e-3)
+        assert [s["stage"] for s in as_json["stages"]] == [s.stage for s in costs.stages]
+        assert costs.summary().split(": ", 1)[1].startswith("read intent ")
+    assert 0.95 <= float(np.median(shares)) <= 1.0
