@@ -125,6 +125,17 @@ def test_recommend_page_ranks_explains_and_takes_feedback(page):
     page.screenshot(path=str(SHOTS / "recommend.png"))
 
 
+def test_the_cost_panel_opens_in_the_browser(page):
+    page.get_by_text("⏱️ Where the ").first.click()
+    panel = page.locator('[data-testid="stExpander"]').filter(has_text="Where the ")
+    panel.get_by_text("every item scored exactly").wait_for(timeout=60_000)
+    panel.get_by_text("This server's start-up: imports").wait_for()
+    panel.locator('[data-testid="stPlotlyChart"] .main-svg').first.wait_for()
+    _no_exception(page)
+    page.wait_for_timeout(1000)
+    panel.screenshot(path=str(SHOTS / "recommend-costs.png"))
+
+
 def test_a_model_that_cannot_load_shows_why_in_the_browser(page):
     sidebar = page.locator('[data-testid="stSidebar"]')
     sidebar.locator('[data-testid="stSelectbox"]').filter(has_text="Encoder").click()

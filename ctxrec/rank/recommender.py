@@ -188,6 +188,9 @@ class Recommender:
         values = self.reader.values
         self._breaks = lru_cache(maxsize=256)(lambda c: c.breaks(catalog, values))
         self._has = lru_cache(maxsize=256)(lambda c: c.has(catalog, values))
+        # the read limits filter the index's search: the best items that keep them all
+        self._keeps = lru_cache(maxsize=32)(
+            lambda limits: ~np.logical_or.reduce([self._breaks(c) for c in limits]))
         self.index: VectorIndex | None = None
         self._reference: Rows | None = None
         self._popular: np.ndarray | None = None
@@ -253,10 +256,11 @@ class Recommender:
     def similarities(self, queries: np.ndarray, rows: Rows | None = None) -> np.ndarray:
         """Cosines between the items (all, or ``rows``) and the queries: (d,) → (N,),
         (Q, d) → (N, Q)."""
-        if rows is not None:  # a few thousand rows: numpy, in float32, on the CPU
-            queries = np.asarray(queries, dtype=np.float32)
-            return rows.vectors @ (queries if queries.ndim == 1 else queries.T)
         query = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))
+        if rows is not None:  # a few thousand rows, in float32 on the CPU; in torch, as numpy's
+            # BLAS threads would spin against torch's (the encoder's) on the same cores
+            matrix = torch.from_numpy(rows.vectors)
+            return (matrix @ (query if query.ndim == 1 else query.T)).numpy()
         query = query.to(self._matrix.device, self._matrix.dtype)
         sims = self._matrix @ (query if query.ndim == 1 else query.T)
         return sims.float().cpu().numpy()
@@ -514,9 +518,7 @@ class Recommender:
         if weights["popularity"] and self._popular is not None:
             found.append(self._popular)
         norm = float(np.linalg.norm(combined))
-        keeps = None  # the read limits filter the search itself: the best items that keep them
-        if weights["constraints"] and limits:
-            keeps = ~np.logical_or.reduce([self._breaks(c) for c in limits])
+        keeps = self._keeps(tuple(limits)) if weights["constraints"] and limits else None
         if norm > 0:
             hits = self.index.search(combined, wanted, allowed=keeps)[0]
             found.append(hits[hits >= 0])

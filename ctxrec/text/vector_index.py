@@ -77,7 +77,7 @@ class VectorIndex:
             key: stored with the index and checked on load.
             cells: number of k-means cells; default 4·√N, at most 4,096 (training on a CPU
                 grows with the cells squared).
-            nprobe: cells a query visits; default cells / 32, at least 16 (see the README's
+            nprobe: cells a query visits; default cells / 64, at least 16 (see the README's
                 "Large catalogs" for the recall this gives).
         """
         n, dim = vectors.shape
@@ -96,7 +96,7 @@ class VectorIndex:
         step = 262_144  # add in slices, so a float16 catalog is never copied whole to float32
         for lo in range(0, n, step):
             index.add(np.ascontiguousarray(vectors[lo:lo + step], dtype=np.float32))
-        faiss.extract_index_ivf(index).nprobe = min(cells, nprobe or max(16, cells // 32))
+        faiss.extract_index_ivf(index).nprobe = min(cells, nprobe or max(16, cells // 64))
         return cls(index, key, time.perf_counter() - start)
 
     @property
@@ -112,13 +112,14 @@ class VectorIndex:
             allowed: (N,) booleans; only these items are returned (faiss filters while it
                 scans, so the ``k`` are the best allowed ones, not the best ones filtered).
                 When few are allowed, their best may lie in cells farther away, so the cells
-                visited grow as the allowed share shrinks.
+                visited grow as the allowed share shrinks, up to four times as many.
         """
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         nprobe = nprobe or self.nprobe
         if allowed is not None:
             share = max(float(np.mean(allowed)), 1e-4)
-            nprobe = min(faiss.extract_index_ivf(self.index).nlist, math.ceil(nprobe / share))
+            nprobe = min(faiss.extract_index_ivf(self.index).nlist, 4 * nprobe,
+                         math.ceil(nprobe / share))
         params = faiss.SearchParametersIVF(nprobe=nprobe)
         quantizer = faiss.downcast_index(faiss.extract_index_ivf(self.index).quantizer)
         if isinstance(quantizer, faiss.IndexHNSW):  # the graph must look wider than nprobe
@@ -128,7 +129,14 @@ class VectorIndex:
             bits = np.packbits(np.asarray(allowed, dtype=bool), bitorder="little")
             selector = faiss.IDSelectorBitmap(self.size, faiss.swig_ptr(bits))
             params.sel = selector  # both kept alive until the search returns
-        _, positions = self.index.search(queries, min(k, self.size), params=params)
+        # one thread: a search scans a few thousand codes, and an OpenMP pool left spinning
+        # after it would take the cores from the encoder's next forward pass
+        threads = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)
+        try:
+            _, positions = self.index.search(queries, min(k, self.size), params=params)
+        finally:
+            faiss.omp_set_num_threads(threads)
         return positions
 
     def save(self, path: Path) -> Path:
