@@ -30,7 +30,6 @@ with right:
     render_intent_chips(page.recommender, context)
     for note in ranking.notes:
         st.warning(note)
-    render_costs(ranking, "rec_costs")
     used = ", ".join(f"{c} {ranking.weights[c]:g}" for c in COMPONENTS if ranking.weights[c])
     st.caption(f"Weights ({ranking.weights.mode.lower()}): {used or 'none'}. "
                + " ".join(ranking.weights.reasons))
@@ -41,7 +40,9 @@ with right:
         labels = [f"{r}. {t}" for r, t in zip(table["rank"], table["title"])]
         figure = contributions_figure(labels, {c: table[c] for c in COMPONENTS}, table["score"])
         st.plotly_chart(figure, key="breakdown_chart")
-        st.caption("Score breakdown: each component is standardised over the whole catalog "
+        over = "the whole catalog" if ranking.candidates is None else \
+            "a fixed sample of the catalog (ranked through the vector index)"
+        st.caption(f"Score breakdown: each component is standardised over {over} "
                    "(0 = an average item), then weighted; a bar's segments sum to its score (◆).")
         if learned is not None and context.history:
             st.caption("The **context** bar is what the attached model learned from its log: "
@@ -53,6 +54,7 @@ with right:
                        "trained on a log with context replaces it with what it learned.")
         if learned is not None:
             render_field_effects(page.recommender, context, table)
+    render_costs(ranking, "rec_costs")
     for row, item in enumerate(table.itertuples()):
         details = catalog.record(item.item_id)
         with st.container(border=True):

@@ -275,5 +275,6 @@ def costs_figure(stages: Sequence[str], ms: Sequence[float], total_ms: float) ->
                              marker_color="#BBBBBB",
                              hovertemplate="other: %{x:.1f} ms<extra></extra>"))
     fig.update_layout(barmode="stack", height=150, margin=dict(l=10, r=10, t=10, b=10),
-                      xaxis_title="milliseconds", legend=dict(orientation="h", y=-0.9))
+                      xaxis_title="milliseconds",
+                      legend=dict(orientation="h", y=-0.9, traceorder="normal"))
     return fig

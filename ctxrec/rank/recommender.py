@@ -440,6 +440,7 @@ class Recommender:
                              str(weight.dtype).removeprefix("torch.")):
                 sequence = self.learned_scores(tuple(positions), context) if learned else \
                     (self.sequence_scores(tuple(positions)),)
+
         def scored(positions_scored: np.ndarray | None, sample: np.ndarray | None) -> _Scored:
             rows = None if positions_scored is None else Rows.of(self.vectors, positions_scored)
             take = (lambda values: values) if rows is None else \
