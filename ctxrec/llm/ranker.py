@@ -8,16 +8,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..data.catalog import Catalog
+from ..rank.components import top_in_order
 from ..rank.query import Query, Ranker, query_context
 from .rerank import LABELS, LLMReranker
 
-__all__ = ["LLMRerankRanker", "top_in_order"]
-
-
-def top_in_order(scores: np.ndarray, k: int) -> np.ndarray:
-    """Positions of the ``k`` highest ``scores``, highest first (ties keep position order)."""
-    top = np.argpartition(-scores, k - 1)[:k]
-    return top[np.argsort(-scores[top], kind="stable")]
+__all__ = ["LLMRerankRanker"]
 
 
 @dataclass

@@ -13,7 +13,7 @@ import numpy as np
 from ..data.catalog import COMPANIONS, DAYPARTS, DEVICES, MOODS, PLACES, Catalog
 
 __all__ = ["MOOD_PROTOTYPES", "StructuredAttributes", "history_attention", "mood_distribution",
-           "mood_match", "standardise"]
+           "mood_match", "standardise", "top_in_order"]
 
 # How each mood is put into words when the encoder places a person's intent among the moods.
 MOOD_PROTOTYPES = {
@@ -173,3 +173,9 @@ def standardise(values: np.ndarray, reference: np.ndarray | None = None) -> np.n
     if std < 1e-8:
         return np.zeros(values.shape, dtype=dtype)
     return ((values - basis.mean()) / std).astype(dtype)
+
+
+def top_in_order(scores: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the ``k`` highest ``scores``, highest first (ties keep position order)."""
+    top = np.argpartition(-scores, k - 1)[:k]
+    return top[np.argsort(-scores[top], kind="stable")]

@@ -43,7 +43,7 @@ from ..data.context_fields import context_fields
 from ..text.encoders import TextEncoder
 from ..text.vector_index import VectorIndex
 from .components import (MOOD_PROTOTYPES, StructuredAttributes, history_attention,
-                         mood_distribution, mood_match, standardise)
+                         mood_distribution, mood_match, standardise, top_in_order)
 from .intent import Constraint, IntentReader, KindAnswerer, ReadIntent
 from .weights import COMPONENTS, Weights, adaptive_weights
 
@@ -468,21 +468,24 @@ class Recommender:
                            reading, limits, positions_scored, sample,
                            tuple(take(s) for s in sequence) if learned else None, prior_weight)
 
-        rows = sample = None
-        if use_index:
-            with meter.stage("retrieve", "cpu", "SQ8"):
-                rows, sample = self._candidates(
-                    queries, positions, signals, weights, sequence,
-                    reading.constraints if reading is not None else (), scored)
-        with meter.stage("components", str(self._matrix.device),
-                         str(self._matrix.dtype).removeprefix("torch.")):
-            return scored(rows, sample)
+        place = (str(self._matrix.device), str(self._matrix.dtype).removeprefix("torch."))
+        if not use_index:
+            with meter.stage("components", *place):
+                return scored(None, None)
+        with meter.stage("retrieve", "cpu", "SQ8"):
+            steered, more = self._candidates(queries, positions, signals, weights, sequence,
+                                             reading.constraints if reading is not None else (),
+                                             scored)
+        with meter.stage("components", *place):
+            # each item's raw scores depend on it alone: those scored to steer the search are kept
+            return _joined(steered, scored(more, np.zeros(len(more), dtype=bool))) \
+                if more.size else steered
 
     def _candidates(self, queries: dict[str, np.ndarray | None], positions: list[int],
                     signals: list[float], weights: Weights,
                     sequence: tuple[np.ndarray, ...] | None, limits: Sequence[Constraint],
                     scored: Callable[[np.ndarray, np.ndarray], _Scored]
-                    ) -> tuple[np.ndarray, np.ndarray]:
+                    ) -> tuple[_Scored, np.ndarray]:
         """Catalog positions to score through the index, in two steps.
 
         1. The index's best ``candidates`` for one query vector that adds the intent, situation
@@ -496,11 +499,12 @@ class Recommender:
            each of the ``expand`` best that are not near-copies of a better one: the seed's
            vector plus the query's direction.
 
-        Returns the sorted positions and which of them are the reference sample.
+        Returns the items scored on the way (the sample and the first step's, each once) and the
+        positions the second step added, not yet scored.
         """
-        # each component's raw spread over the reference sample: what standardising divides by
-        reference = scored(self._reference.positions, np.ones(len(self._reference.positions),
-                                                               dtype=bool)).raw
+        sample = self._reference.positions
+        steered = scored(sample, np.ones(len(sample), dtype=bool))
+        reference = steered.raw  # each component's spread here is what standardising divides by
         parts = [("intent", 1.0, queries["intent"]),
                  ("context", self.config.context_text_share, queries["context"])]
         if positions:  # the attention with even weights: Σ_j signal_j·h_j / H
@@ -511,7 +515,7 @@ class Recommender:
             if weights[name] and vector is not None and name in reference:
                 spread = float(reference[name].std()) or 1.0
                 combined += weights[name] * share / spread * vector
-        found = [self._reference.positions]
+        found = []
         wanted = self.config.candidates
         if sequence is not None:
             scores = sequence[0]
@@ -530,19 +534,19 @@ class Recommender:
             if len(singles) > 1:
                 hits = self.index.search(np.stack(singles), wanted // 2, allowed=keeps)
                 found.append(hits[hits >= 0])
-        rows = np.unique(np.concatenate(found))
-        sample = np.isin(rows, self._reference.positions)
-        seeds = self.config.expand
-        if seeds and norm > 0:
-            total = self._fuse(replace(scored(rows, sample), notes=[]))
-            best = _distinct_best(rows, total, self.vectors, seeds)
+        first = np.setdiff1d(np.concatenate([sample[:0], *found]), sample)
+        if first.size:
+            steered = _joined(steered, scored(first, np.zeros(len(first), dtype=bool)))
+        more = np.zeros(0, dtype=np.int64)
+        if self.config.expand and norm > 0:
+            total = self._fuse(replace(steered, raw=dict(steered.raw), notes=[]))
+            best = _distinct_best(steered.rows, total, self.vectors, self.config.expand)
             around = self.vectors[best] + combined / norm
             # around a seed the best lie in its own and the nearest cells: a few probes do
             hits = self.index.search(around, max(1, wanted // 2),
                                      nprobe=max(4, self.index.nprobe // 8), allowed=keeps)
-            rows = np.union1d(rows, hits[hits >= 0])
-            sample = np.isin(rows, self._reference.positions)
-        return rows, sample
+            more = np.setdiff1d(hits[hits >= 0], steered.rows)
+        return steered, more
 
     def _fuse(self, scored: _Scored) -> np.ndarray:
         """score = Σ_c w_c · z_c, with each component standardised over the catalog (or, when only
@@ -599,9 +603,7 @@ class Recommender:
         if k <= 0:
             return np.zeros(0, dtype=np.int64)
         pool_size = k if diversity <= 0 else min(valid.size, k * self.config.mmr_pool)
-        scores = total[valid]
-        top = np.argpartition(-scores, pool_size - 1)[:pool_size]
-        pool = valid[top[np.argsort(-scores[top], kind="stable")]]
+        pool = valid[top_in_order(total[valid], pool_size)]
         if diversity <= 0:
             return pool[:k]
         vectors = self.vectors[pool if rows is None else rows[pool]]
@@ -641,13 +643,27 @@ def _mmr(scores: np.ndarray, vectors: np.ndarray, k: int, diversity: float) -> l
     return chosen
 
 
+def _joined(a: _Scored, b: _Scored) -> _Scored:
+    """Two scorings of different items as one, in catalog order."""
+    order = np.argsort(np.concatenate([a.rows, b.rows]), kind="stable")
+
+    def both(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return np.concatenate([x, y])[order]
+
+    return replace(a, raw={name: both(a.raw[name], b.raw[name]) for name in a.raw},
+                   attention=both(a.attention, b.attention), rows=both(a.rows, b.rows),
+                   sample=both(a.sample, b.sample),
+                   limits=None if a.limits is None else
+                   [(label, both(x, y)) for (label, x), (_, y) in zip(a.limits, b.limits)],
+                   learned=None if a.learned is None else
+                   tuple(both(x, y) for x, y in zip(a.learned, b.learned)))
+
+
 def _distinct_best(rows: np.ndarray, total: np.ndarray, vectors: np.ndarray, n: int,
                    pool: int = 256, alike: float = 0.8) -> np.ndarray:
     """Up to ``n`` of ``rows``, best ``total`` first, skipping any whose cosine with one already
     taken exceeds ``alike``: seeds for searching around, one per region of the vector space."""
-    pool = min(pool, total.size)
-    top = np.argpartition(-total, pool - 1)[:pool]
-    top = rows[top[np.argsort(-total[top], kind="stable")]]
+    top = rows[top_in_order(total, min(pool, total.size))]
     chosen: list[int] = []
     for position in top:
         if not chosen or float((vectors[chosen] @ vectors[position]).max()) <= alike:
