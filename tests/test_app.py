@@ -35,7 +35,8 @@ def test_the_cost_panel_shows_the_stages_of_this_ranking(app):
     total = float(panel[0].label.split("the ")[1].split(" ms")[0].replace(",", ""))
     table = panel[0].dataframe[0].value
     assert list(table["stage"]) == ["read intent", "encode", "components", "fusion and top-k"]
-    assert 0.95 * total <= table["ms"].sum() <= total + 0.5  # the stages make up the call
+    # the stages make up the call (the label rounds the total to a whole millisecond)
+    assert 0.95 * (total - 0.5) <= table["ms"].sum() <= total + 0.5
     captions = " ".join(c.value for c in panel[0].caption)
     assert "every item scored exactly" in captions
     assert "This server's start-up: imports" in captions and "first ranking" in captions
