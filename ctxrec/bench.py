@@ -3,6 +3,7 @@ machine is shared and absolute times drift."""
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from .text.embed_cache import item_embeddings
 from .text.encoders import TextEncoder, load_encoder
 
 __all__ = ["bench_all", "bench_attention", "bench_context", "bench_encode", "bench_index",
-           "bench_recommend", "stage_medians", "synthetic_catalog"]
+           "bench_ray", "bench_recommend", "stage_medians", "synthetic_catalog"]
 
 _INTENTS = ("something calm to read before bed", "a quick vegetarian dinner for two",
             "loud music for a morning run", "a funny film with the kids", "a podcast about space",
@@ -267,6 +268,38 @@ def bench_encode(encoder: TextEncoder, catalog: Catalog, n_texts: int = 2_000, r
     return {"texts": n_texts, "ctxrec_texts_per_s": round(ours_tp, 1),
             "sentence_transformers_texts_per_s": round(plain_tp, 1),
             "ratio": round(ours_tp / plain_tp, 3)}
+
+
+def bench_ray(n_texts: int = 20_000, workers: Sequence[int] = (1, 2),
+              threads: int | None = None) -> dict:
+    """Catalog encoding through Ray Data with each pool size in ``workers``, beside this process
+    encoding the same texts (all its threads), and the lowest cosine between the two per text."""
+    from .text.encoders import DEFAULT_ENCODER
+    from .text.ray_encode import encode_with_ray
+
+    base = builtin_catalog().texts()
+    texts = [f"{base[i % len(base)]} ({i // len(base)})" for i in range(n_texts)]
+    encoder = load_encoder(DEFAULT_ENCODER)
+    start = time.perf_counter()
+    reference = encoder.encode(texts)
+    local_s = time.perf_counter() - start
+    runs = {}
+    for n in workers:
+        vectors, run = encode_with_ray(texts, DEFAULT_ENCODER, workers=n, threads=threads)
+        runs[str(n)] = {"threads_per_worker": run.threads, "device": run.device,
+                        "seconds": round(run.seconds, 2), "items_per_s": round(run.items_per_s, 1),
+                        "min_cosine_to_one_process": float(
+                            np.min(np.sum(vectors * reference, axis=1)))}
+    result = {"benchmark": "ray", "items": n_texts, "cores": os.cpu_count(),
+              "one_process": {"threads": torch.get_num_threads(), "seconds": round(local_s, 2),
+                              "items_per_s": round(n_texts / local_s, 1)},
+              "ray": runs, "note": "Ray seconds run from handing the dataset to Ray to the last "
+              "vector back: the actors' start (loading the model) is included, Ray's own start "
+              "is not"}
+    if "1" in runs:
+        result["speedup_vs_one_worker"] = {
+            n: round(r["items_per_s"] / runs["1"]["items_per_s"], 3) for n, r in runs.items()}
+    return result
 
 
 def bench_attention(calls: int = 20, tokens: int = 128) -> dict:

@@ -200,11 +200,34 @@ def _add_embed(sub: _Sub) -> None:
     emb = sub.add_parser("embed", help="encode a catalog into the embedding cache")
     emb.add_argument("--catalog")
     emb.add_argument("--model", default=None)
+    emb.add_argument("--ray", action="store_true",
+                     help="encode with a pool of encoder processes through Ray Data: a local "
+                          "single-node Ray started for the call, or the cluster RAY_ADDRESS "
+                          "names; the vectors go into the same cache")
+    emb.add_argument("--workers", type=int, default=2,
+                     help="--ray: encoder processes (one per GPU, or per group of CPU cores)")
+    emb.add_argument("--threads", type=int, default=None,
+                     help="--ray: CPU threads per worker (default: the cores shared out)")
 
 
 def _run_embed(args: argparse.Namespace) -> int:
-    catalog, encoder, _ = _catalog_and_vectors(args.catalog, args.model)
-    print(f"{len(catalog)} items encoded with {encoder.name} on {encoder.device}")
+    if not args.ray:
+        catalog, encoder, _ = _catalog_and_vectors(args.catalog, args.model)
+        print(f"{len(catalog)} items encoded with {encoder.name} on {encoder.device}")
+        return 0
+    from .text.ray_encode import ray_item_embeddings
+
+    catalog = read_catalog_csv(args.catalog) if args.catalog else builtin_catalog()
+    for problem in catalog.problems:
+        print(f"skipped: {problem}", file=sys.stderr)
+    encoder = load_encoder(args.model or DEFAULT_ENCODER)
+    _, run = ray_item_embeddings(encoder, catalog, workers=args.workers, threads=args.threads)
+    if run is None:
+        print(f"{len(catalog)} items: already in the cache for {encoder.name}")
+    else:
+        print(f"{run.items} items encoded with {encoder.name} by {run.workers} Ray workers "
+              f"({run.device}, {run.threads} threads each) on {run.cluster}: "
+              f"{run.seconds:.1f} s, {run.items_per_s:.0f} items/s")
     return 0
 
 
@@ -499,6 +522,11 @@ def _add_train(sub: _Sub) -> None:
                     help="hold this share of items out of training and report cold-start HR")
     tr.add_argument("--model", default=None, help="text encoder for --item-repr text/hybrid")
     tr.add_argument("--out", help="checkpoint folder (default: $CTXREC_HOME/models/<name>)")
+    tr.add_argument("--distributed", action="store_true",
+                    help="one of several processes started by torchrun (DDP: gloo on CPU, NCCL "
+                         "on CUDA); --batch-size is the global batch, split between them, and "
+                         "rank 0 alone validates, saves and prints. Start it as: torchrun "
+                         "--standalone --nproc_per_node 2 -m ctxrec train --distributed --data …")
 
 
 def _add_model_flags(tr: argparse.ArgumentParser) -> None:
@@ -573,10 +601,25 @@ def _run_train(args: argparse.Namespace) -> int:
     name = Path(args.data or args.log).stem + f"-{args.item_repr}-" + \
         (args.memory if entry == "none" else f"context-{entry}")
     out = Path(args.out) if args.out else models_home() / name
-    report = train_and_report(run, out, on_batch=_print_batch, on_epoch=_print_epoch,
-                              on_stage=lambda text: print(text, file=sys.stderr))
-    print(json.dumps(report, indent=2))
-    print(f"checkpoint and results written to {out}", file=sys.stderr)
+    if not args.distributed:
+        report = train_and_report(run, out, on_batch=_print_batch, on_epoch=_print_epoch,
+                                  on_stage=lambda text: print(text, file=sys.stderr))
+        print(json.dumps(report, indent=2))
+        print(f"checkpoint and results written to {out}", file=sys.stderr)
+        return 0
+    from .sequence import distributed
+
+    group = distributed.start(args.device)
+    say = (lambda text: print(text, file=sys.stderr)) if group.main else None
+    try:
+        report = train_and_report(run, out, on_batch=_print_batch, on_epoch=_print_epoch,
+                                  on_stage=say)
+    finally:
+        distributed.stop()
+    if group.main:
+        report["training"]["processes"] = group.world
+        print(json.dumps(report, indent=2))
+        print(f"checkpoint and results written to {out}", file=sys.stderr)
     return 0
 
 
@@ -586,7 +629,7 @@ def _add_bench(sub: _Sub) -> None:
     bench = sub.add_parser("bench", help="benchmarks; JSON on stdout")
     bench.add_argument("what", nargs="?", default="all",
                        choices=["all", "recommend", "attention", "training", "rerank",
-                                "context", "tune-encoder", "tune-llm", "index"])
+                                "context", "tune-encoder", "tune-llm", "index", "ray"])
     bench.add_argument("--data", default=None,
                        help="MovieLens folder for 'training', 'tune-encoder' and 'tune-llm'")
     bench.add_argument("--sizes", type=int, nargs="+", default=None,
@@ -598,6 +641,10 @@ def _add_bench(sub: _Sub) -> None:
     bench.add_argument("--jitter", type=float, default=0.05,
                        help="index: how far the synthetic copies spread from their originals")
     bench.add_argument("--calls", type=int, default=50)
+    bench.add_argument("--workers", type=int, nargs="+", default=[1, 2],
+                       help="ray: the encoder pool sizes to time (--sizes: how many texts)")
+    bench.add_argument("--threads", type=int, default=None,
+                       help="ray: CPU threads per worker (default: the cores shared out)")
     bench.add_argument("--with-context", action="store_true",
                        help="training: also time the context models (time as context) and give "
                             "their ratio to the plain model's epoch")
@@ -618,6 +665,8 @@ def _run_bench(args: argparse.Namespace) -> int:
         "index": lambda: bench.bench_index(sizes=args.sizes or (100_000, 1_000_000),
                                            vector_sizes=args.vector_sizes or (),
                                            calls=args.calls, jitter=args.jitter),
+        "ray": lambda: bench.bench_ray(n_texts=(args.sizes or [20_000])[0], workers=args.workers,
+                                       threads=args.threads),
         "tune-encoder": lambda: bench.bench_tune_encoder(data=args.data),
         "tune-llm": lambda: bench.bench_tune_llm(data=args.data, examples=min(args.calls, 32)),
     }

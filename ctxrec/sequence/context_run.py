@@ -23,6 +23,7 @@ from ..evaluation.split import Split, leave_last_out
 from ..evaluation.statistics import summarise
 from .context_train import ContextRanker, LogData, log_data, train_context_model
 from .run import TrainingRun, load_training_data
+from .distributed import Ranks
 from .train import EpochLog, EpochProgress, TrainedModel
 
 __all__ = ["PRIOR_WEIGHTS", "choose_prior_weight", "context_report", "log_data_of_split",
@@ -84,13 +85,16 @@ def train_context_and_report(run: TrainingRun, out: str | Path,
         encoder = load_encoder(run.encoder or DEFAULT_ENCODER)
         encoder_name = encoder.name
         say(f"encoding {len(catalog)} item texts with {encoder.name} (cached after the first run)")
-        vectors = item_embeddings(encoder, catalog)
+        with Ranks().main_first():  # under torchrun, rank 0 fills the embedding cache
+            vectors = item_embeddings(encoder, catalog)
     config = replace(run.model, n_items=len(catalog),
                      text_dim=vectors.shape[1] if vectors is not None else 0)
     say(f"training on {len(data.sequences)} users, {len(catalog)} items, context fields: "
         f"{', '.join(data.schema.fields) or 'none'}")
     trained = train_context_model(data, catalog, config, run.train, vectors, encoder_name,
                                   on_batch=on_batch, on_epoch=on_epoch, should_stop=should_stop)
+    if not Ranks().main:
+        return {"rank": Ranks().rank}  # rank 0 evaluates, saves and reports
     prior = None
     if encoder is not None:
         from ..rank.recommender import Recommender

@@ -20,6 +20,7 @@ from ..evaluation.baselines import ItemKNN, Popularity, TextSimilarity
 from ..evaluation.protocol import FULL_BOTH_WAYS, Protocol, evaluate, evaluate_protocols
 from ..evaluation.split import Split, TimeOrder, leave_last_out
 from .config import MEMORY_MODES, SequenceConfig, TrainConfig
+from .distributed import Ranks
 from .train import EpochLog, EpochProgress, SequenceRanker, TrainedModel, train_sequence_model
 
 __all__ = ["TrainingRun", "hold_out_items", "load_training_data", "sequence_report",
@@ -105,7 +106,8 @@ def train_and_report(run: TrainingRun, out: str | Path,
         encoder = load_encoder(run.encoder or DEFAULT_ENCODER)
         encoder_name = encoder.name
         say(f"encoding {len(catalog)} item texts with {encoder.name} (cached after the first run)")
-        vectors = item_embeddings(encoder, catalog)
+        with Ranks().main_first():  # under torchrun, rank 0 fills the embedding cache
+            vectors = item_embeddings(encoder, catalog)
     config = replace(run.model, n_items=len(catalog),
                      text_dim=vectors.shape[1] if run.model.item_repr != "id" else 0)
     say(f"training on {len(train_split.histories)} users, {len(catalog)} items")
@@ -114,6 +116,8 @@ def train_and_report(run: TrainingRun, out: str | Path,
                                    encoder=encoder_name if config.item_repr != "id" else None,
                                    on_batch=on_batch, on_epoch=on_epoch,
                                    should_stop=should_stop)
+    if not Ranks().main:
+        return {"rank": Ranks().rank}  # rank 0 evaluates, saves and reports
     say("evaluating")
     report = sequence_report(trained, train_split, cold=cold,
                              name=f"SASRec ({config.item_repr}, {config.memory})")

@@ -276,8 +276,16 @@ def fit(trained: TrainedModel, split: Split, windows: Callable[[int], TrainingWi
         rng: np.random.Generator) -> TrainedModel:
     """The training loop every sequence model shares: an epoch over ``windows(epoch)``, then
     validation NDCG@10 of ``ranker`` on ``split.valid`` (with the weight average when it is on);
-    keeps the best epoch and stops on patience, the time budget or ``should_stop()``."""
+    keeps the best epoch and stops on patience, the time budget or ``should_stop()``.
+
+    Under ``torchrun`` (see :mod:`.distributed`) each process trains on its slice of every batch
+    and only rank 0 validates, calls ``on_epoch`` and decides when to stop; every rank ends with
+    the best epoch's weights."""
+    from .distributed import Ranks, wrap
+
     model, train = trained.model, trained.train
+    group = Ranks()
+    step = wrap(model, loss) if group.many else None
     users = sorted(split.valid, key=str)[: train.eval_users] if train.eval_users else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=train.lr,
                                   weight_decay=train.weight_decay)
@@ -287,9 +295,12 @@ def fit(trained: TrainedModel, split: Split, windows: Callable[[int], TrainingWi
     for epoch in range(1, train.epochs + 1):
         epoch_loss, epoch_s = _train_epoch(model, windows(epoch), optimizer, train, rng,
                                            averaged, loss, (
-            lambda i, n, running, e=epoch: on_batch(e, i, n, running)) if on_batch else None)
-        with _weights(model, averaged):
-            result = evaluate(ranker, split, k=10, target="valid", users=users)
+            lambda i, n, running, e=epoch: on_batch(e, i, n, running))
+            if on_batch and group.main else None, step, group)
+        best_epoch, stop = trained.best_epoch, False
+        if group.main:
+            with _weights(model, averaged):
+                result = evaluate(ranker, split, k=10, target="valid", users=users)
             means = result.per_user[["ndcg", "hr"]].mean()
             log = EpochLog(epoch, epoch_loss, float(means["ndcg"]), float(means["hr"]),
                            time.perf_counter() - started, epoch_s)
@@ -297,12 +308,16 @@ def fit(trained: TrainedModel, split: Split, windows: Callable[[int], TrainingWi
             if on_epoch:
                 on_epoch(log)
             if log.valid_ndcg > best:
-                best, waited, trained.best_epoch = log.valid_ndcg, 0, epoch
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                best, waited, best_epoch = log.valid_ndcg, 0, epoch
             else:
                 waited += 1
-        out_of_time = train.time_budget_s is not None and log.elapsed_s >= train.time_budget_s
-        if waited >= train.patience or out_of_time or (should_stop and should_stop()):
+            out_of_time = train.time_budget_s is not None and log.elapsed_s >= train.time_budget_s
+            stop = waited >= train.patience or out_of_time or bool(should_stop and should_stop())
+        trained.best_epoch, stop = group.decide(best_epoch, stop)
+        if trained.best_epoch == epoch:
+            with _weights(model, averaged):
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if stop:
             break
     model.load_state_dict(best_state)
     model.eval()
@@ -312,9 +327,11 @@ def fit(trained: TrainedModel, split: Split, windows: Callable[[int], TrainingWi
 def _train_epoch(model: SASRec, windows: TrainingWindows, optimizer: torch.optim.Optimizer,
                  train: TrainConfig, rng: np.random.Generator,
                  averaged: list[torch.Tensor] | None, loss_of: Callable,
-                 on_batch: Callable[[int, int, float], None] | None) -> tuple[float, float]:
+                 on_batch: Callable[[int, int, float], None] | None,
+                 step: torch.nn.Module | None = None, group=None) -> tuple[float, float]:
     """One pass over the windows, updating the moving average after each step; the mean loss
-    and the seconds it took."""
+    and the seconds it took. With ``step`` (the DDP-wrapped loss) this process computes its
+    slice of each batch and the reported loss is the whole batch's."""
     model.train()
     device = next(model.parameters()).device
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else \
@@ -323,16 +340,20 @@ def _train_epoch(model: SASRec, windows: TrainingWindows, optimizer: torch.optim
     start = time.perf_counter()
     total, count = 0.0, 0
     for i, (batch, targets) in enumerate(windows.batches(train.batch_size, rng)):
+        if step is not None:
+            batch, targets, scale = group.slice(batch, targets)
         batch, targets = batch.to(device), targets.to(device)
         with autocast:
-            loss = loss_of(model, batch, targets)
+            loss = loss_of(model, batch, targets) if step is None else \
+                step(batch, targets) * scale
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         if averaged is not None:
             with torch.no_grad():
                 torch._foreach_lerp_(averaged, list(model.parameters()), 1 - train.average)
-        total, count = total + loss.item(), count + 1
+        total += loss.item() if step is None else group.mean(loss.item())
+        count += 1
         if on_batch:
             on_batch(i + 1, n_batches, total / count)
     return total / max(count, 1), time.perf_counter() - start

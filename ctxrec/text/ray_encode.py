@@ -1,0 +1,141 @@
+"""Encoding a large catalog with a pool of encoder processes through Ray Data.
+
+The texts become a Ray dataset; ``map_batches`` sends its batches to a fixed pool of actors, each
+holding one copy of the encoder (one actor per GPU, or per group of CPU cores), and the vectors
+come back by catalog position into the usual embedding cache file. Without ``RAY_ADDRESS`` a
+single-node Ray is started for the call and stopped after it; with it, the work runs on that
+cluster and this process only gathers the vectors.
+
+Only ``embed --ray`` and ``bench ray`` import Ray; the app and one-process encoding never do.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..data.catalog import Catalog
+from .embed_cache import EmbeddingCache
+from .encoders import DEFAULT_ENCODER, TextEncoder, pick_device
+
+__all__ = ["RayEncoding", "encode_with_ray", "ray_item_embeddings"]
+
+
+@dataclass
+class RayEncoding:
+    """What a Ray encoding run did."""
+
+    items: int
+    workers: int
+    threads: int  # per worker (CPU)
+    device: str
+    seconds: float  # from handing the dataset to Ray to the last vector back, actors' start included
+    cluster: str  # "local" or the RAY_ADDRESS it ran on
+
+    @property
+    def items_per_s(self) -> float:
+        return self.items / self.seconds if self.seconds else 0.0
+
+
+class _Encoder:
+    """One Ray actor: an encoder loaded once, then batch after batch of texts."""
+
+    def __init__(self, model: str, device: str, threads: int):
+        import torch
+
+        if device == "cpu":
+            torch.set_num_threads(threads)
+        self.encoder = TextEncoder(model, device=device)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        vectors = self.encoder.encode([str(t) for t in batch["text"]])
+        return {"position": batch["position"], "vector": vectors}
+
+
+def encode_with_ray(texts: Sequence[str], model: str = DEFAULT_ENCODER, workers: int = 2,
+                    threads: int | None = None, device: str | None = None,
+                    batch_size: int = 256) -> tuple[np.ndarray, RayEncoding]:
+    """Unit vectors for ``texts`` from ``workers`` encoder actors, in the order of ``texts``.
+
+    Args:
+        workers: actors in the pool; on a GPU each takes one GPU.
+        threads: CPU threads per actor (default: this machine's cores shared out among them).
+        device: ``cuda`` or ``cpu`` for the actors (default: CUDA when this machine has it).
+        batch_size: texts per Ray batch; each actor sorts its batch by length before encoding.
+    """
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, not {workers}")
+    if not texts:
+        raise ValueError("there are no texts to encode")
+    import ray
+    from ray.data import ActorPoolStrategy, DataContext
+
+    device = "cuda" if pick_device(device) == "cuda" else "cpu"  # actors: one GPU each, or CPU
+    threads = threads or max(1, (os.cpu_count() or 1) // workers)
+    address = os.environ.get("RAY_ADDRESS")
+    started_here = not ray.is_initialized()
+    if started_here:
+        # Locally, one logical CPU more than the actors take leaves room for Ray Data's own
+        # small tasks, which otherwise wait behind the actors and stall the pipeline.
+        ray.init(address=address or None, include_dashboard=False, log_to_driver=False,
+                 logging_level=logging.ERROR,
+                 **({} if address else {"num_cpus": workers * threads + 1}))
+    try:
+        logging.getLogger("ray.data").setLevel(logging.ERROR)
+        DataContext.get_current().enable_progress_bars = False
+        started = time.perf_counter()
+        # several blocks per worker, so that the pool stays busy to the end
+        n_blocks = min(len(texts), max(workers * 4, len(texts) // (batch_size * 4)))
+        chunks = np.array_split(np.arange(len(texts)), n_blocks)
+        frames = [pd.DataFrame({"position": chunk, "text": [texts[i] for i in chunk]})
+                  for chunk in chunks if len(chunk)]
+        dataset = ray.data.from_pandas(frames).map_batches(
+            _Encoder, fn_constructor_kwargs={"model": model, "device": device,
+                                             "threads": threads},
+            compute=ActorPoolStrategy(size=workers), batch_size=batch_size,
+            batch_format="numpy", num_cpus=0 if device == "cuda" else threads,
+            num_gpus=1 if device == "cuda" else 0)
+        out: np.ndarray | None = None
+        done = 0
+        for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+            vectors = np.asarray(batch["vector"], dtype=np.float32)
+            if out is None:
+                out = np.zeros((len(texts), vectors.shape[1]), dtype=np.float32)
+            out[batch["position"]] = vectors
+            done += len(vectors)
+        if out is None or done != len(texts):
+            raise RuntimeError(f"Ray returned {done} of {len(texts)} vectors")
+        seconds = time.perf_counter() - started
+    finally:
+        if started_here:
+            ray.shutdown()
+    return out, RayEncoding(len(texts), workers, threads, device, seconds,
+                            address or "local")
+
+
+def ray_item_embeddings(encoder: TextEncoder, catalog: Catalog, workers: int = 2,
+                        threads: int | None = None, cache: EmbeddingCache | None = None
+                        ) -> tuple[np.ndarray, RayEncoding | None]:
+    """Like :func:`~ctxrec.text.embed_cache.item_embeddings`, with the encoding done by Ray
+    actors each loading ``encoder``'s model; the cache file is the same, so the app reads it.
+    ``None`` for the run when the cache already held the vectors."""
+    cache = cache or EmbeddingCache()
+    vectors = cache.load(encoder, catalog)
+    if vectors is not None:
+        return vectors, None
+    # each actor loads the model by its name (the packaged one from its own environment), on
+    # the device this encoder uses, so the vectors match the cache key's precision
+    vectors, run = encode_with_ray(catalog.texts(), encoder.name, workers, threads,
+                                   encoder.device)
+    if vectors.shape[1] != encoder.dim:
+        raise RuntimeError(f"the actors' model gives {vectors.shape[1]} dimensions, "
+                           f"not {encoder.dim}")
+    cache.save(encoder, catalog, vectors)
+    return vectors, run
+
