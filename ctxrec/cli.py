@@ -227,7 +227,8 @@ def _run_embed(args: argparse.Namespace) -> int:
     else:
         print(f"{run.items} items encoded with {encoder.name} by {run.workers} Ray workers "
               f"({run.device}, {run.threads} threads each) on {run.cluster}: "
-              f"{run.seconds:.1f} s, {run.items_per_s:.0f} items/s")
+              f"{run.seconds:.1f} s, {run.items_per_s:.0f} items/s"
+              + (f" ({run.resumed} more from an earlier run's shards)" if run.resumed else ""))
     return 0
 
 

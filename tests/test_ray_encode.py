@@ -55,3 +55,43 @@ def test_a_pool_of_no_workers_is_refused_before_ray_starts():
 
     with pytest.raises(ValueError, match="at least 1"):
         encode_with_ray(["a"], workers=0)
+
+
+def test_shards_keep_what_passes_their_checks_and_drop_the_rest(tmp_path):
+    from ctxrec.text.ray_encode import Shards
+
+    rng = np.random.default_rng(0)
+    first = Shards(tmp_path / "x.parts", "key-a", n_items=10, dim=4)
+    first.write(np.array([0, 1, 2]), rng.standard_normal((3, 4)))
+    first.write(np.array([7, 8]), rng.standard_normal((2, 4)))
+    kept = first.vectors.copy()
+    bad = tmp_path / "x.parts" / "part-000001.safetensors"
+    raw = bytearray(bad.read_bytes())
+    raw[-3] ^= 0xFF  # one flipped byte in the vectors: the checksum no longer matches
+    bad.write_bytes(bytes(raw))
+
+    again = Shards(tmp_path / "x.parts", "key-a", n_items=10, dim=4)
+    assert again.done.tolist() == [True] * 3 + [False] * 7
+    assert np.array_equal(again.vectors[:3], kept[:3]) and not bad.exists()
+    again.write(np.array([3, 4, 5, 6, 7, 8, 9]), rng.standard_normal((7, 4)))
+    assert (tmp_path / "x.parts" / "part-000002.safetensors").exists()  # numbering moves on
+    assert again.gather().shape == (10, 4)
+    assert not Shards(tmp_path / "x.parts", "key-b", n_items=10, dim=4).done.any()  # other key
+
+
+def test_an_interrupted_ray_run_resumes_from_its_shards(encoder, catalog, tmp_path):
+    from ctxrec.data.catalog import Catalog
+    from ctxrec.text.ray_encode import Shards, ray_item_embeddings
+
+    small = Catalog(items=catalog.items.iloc[:60].reset_index(drop=True), name="first-60")
+    cache = EmbeddingCache(tmp_path)
+    texts = small.texts()
+    # what a run stopped after its first batches leaves behind
+    earlier = Shards(cache.path(encoder, small).with_suffix(".parts"),
+                     cache.key(encoder, small), len(small), encoder.dim)
+    earlier.write(np.arange(25), encoder.encode(texts[:25]))
+    vectors, run = ray_item_embeddings(encoder, small, workers=1, threads=1, cache=cache)
+    assert run.items == 35 and run.resumed == 25
+    assert np.sum(vectors * encoder.encode(texts), axis=1).min() > 0.9999
+    assert not cache.path(encoder, small).with_suffix(".parts").exists()
+    assert cache.load(encoder, small) is not None

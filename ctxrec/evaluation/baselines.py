@@ -3,6 +3,8 @@ learning beyond counting."""
 
 from __future__ import annotations
 
+import warnings
+
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -33,20 +35,30 @@ class ItemKNN:
     def __init__(self, split: Split, name: str = "item-kNN") -> None:
         self.name = name
         users = list(split.histories)
-        rows = np.repeat(np.arange(len(users)), [len(np.unique(split.histories[u])) for u in users])
-        cols = np.concatenate([np.unique(split.histories[u]) for u in users]) if users else []
-        self._matrix = torch.zeros(len(users), len(split.train_counts))
-        self._matrix[rows, cols] = 1.0
-        self._norm = self._matrix.sum(0).clamp(min=1).rsqrt()  # 1/sqrt(n_i)
+        bought = [np.unique(split.histories[u]) for u in users]
+        counts = np.array([len(b) for b in bought], dtype=np.int64)
+        # users × items, sparse: dense it would take 38 GB on MovieLens-25M
+        crow = torch.from_numpy(np.concatenate([[0], np.cumsum(counts)]))
+        cols = torch.from_numpy(np.concatenate(bought).astype(np.int64)) if users else \
+            torch.zeros(0, dtype=torch.long)
+        with warnings.catch_warnings():  # torch calls its CSR layout beta, once per process
+            warnings.simplefilter("ignore", UserWarning)
+            self._matrix = torch.sparse_csr_tensor(crow, cols, torch.ones(len(cols)),
+                                                   (len(users), len(split.train_counts)),
+                                                   check_invariants=True)
+            self._transposed = self._matrix.t().to_sparse_csr()
+        n_users_per_item = np.bincount(cols.numpy(), minlength=len(split.train_counts))
+        self._norm = torch.from_numpy(n_users_per_item).float().clamp(min=1).rsqrt()
 
     def scores(self, queries: Sequence[Query]) -> np.ndarray:
         query = torch.zeros(len(queries), self._matrix.shape[1])
         for row, q in enumerate(queries):
             query[row, np.unique(q.items)] = 1.0
-        # Σ_j C_ij / sqrt(n_i n_j) with C = XᵀX, computed as ((q ⊙ norm) Xᵀ) X ⊙ norm; an item's
+        # Σ_j C_ij / sqrt(n_i n_j) with C = XᵀX, computed as Xᵀ(X (q ⊙ norm)ᵀ) ⊙ norm; an item's
         # similarity to itself (exactly 1) is taken out, as neighbours exclude the item itself
         norm = self._norm
-        return ((((query * norm) @ self._matrix.T) @ self._matrix) * norm - query).numpy()
+        users = self._matrix @ (query * norm).T
+        return ((self._transposed @ users).T * norm - query).numpy()
 
 
 @dataclass
