@@ -34,6 +34,7 @@ from ..evaluation.split import Split
 from ..rank.query import Query
 from ..rank.seen import SeenItems
 from .config import SequenceConfig, TrainConfig
+from .distributed import Ranks, wrap
 from .model import SASRec
 from .windows import TrainingWindows, prediction_input, training_windows
 
@@ -281,8 +282,6 @@ def fit(trained: TrainedModel, split: Split, windows: Callable[[int], TrainingWi
     Under ``torchrun`` (see :mod:`.distributed`) each process trains on its slice of every batch
     and only rank 0 validates, calls ``on_epoch`` and decides when to stop; every rank ends with
     the best epoch's weights."""
-    from .distributed import Ranks, wrap
-
     model, train = trained.model, trained.train
     group = Ranks()
     step = wrap(model, loss) if group.many else None
@@ -328,7 +327,8 @@ def _train_epoch(model: SASRec, windows: TrainingWindows, optimizer: torch.optim
                  train: TrainConfig, rng: np.random.Generator,
                  averaged: list[torch.Tensor] | None, loss_of: Callable,
                  on_batch: Callable[[int, int, float], None] | None,
-                 step: torch.nn.Module | None = None, group=None) -> tuple[float, float]:
+                 step: torch.nn.Module | None = None, group: Ranks | None = None
+                 ) -> tuple[float, float]:
     """One pass over the windows, updating the moving average after each step; the mean loss
     and the seconds it took. With ``step`` (the DDP-wrapped loss) this process computes its
     slice of each batch and the reported loss is the whole batch's."""
