@@ -542,6 +542,13 @@ def bench_rerank(top_k: int = 20, calls: int = 5, llm: str | None = None) -> dic
 
     timings = _time_calls(call, calls, warmup=1)
     listwise_timings = _time_calls(lambda i: call(i, listwise), calls, warmup=1)
+    half = {}
+    if model.device == "cpu":  # on CUDA the default is bfloat16 already
+        bf16 = LLMReranker(load_llm(name, dtype="bfloat16"), scoring="listwise")
+        half_timings = _time_calls(lambda i: call(i, bf16), calls, warmup=1)
+        half = {"rerank_listwise_bfloat16": _percentiles(half_timings),
+                "bfloat16_over_float32_p50": round(float(np.median(half_timings) /
+                                                         np.median(listwise_timings)), 3)}
     context = replace(base, intent=intents[0])
     prompts = [reranker.prompt(context, catalog.brief(i)).text
                for i in recommender.recommend(context, k=top_k).table["item_id"]]
@@ -563,7 +570,7 @@ def bench_rerank(top_k: int = 20, calls: int = 5, llm: str | None = None) -> dic
             "rerank_listwise": _percentiles(listwise_timings),
             "listwise_over_pointwise_p50": round(float(np.median(listwise_timings) /
                                                        np.median(timings)), 3),
-            "first_stage": _percentiles(first_stage),
+            **half, "first_stage": _percentiles(first_stage),
             "torch_threads": torch.get_num_threads(), "peak_rss_mb": round(peak_kb / 1024, 1)}
 
 

@@ -310,3 +310,20 @@ def test_a_kind_reader_answers_only_where_the_rules_name_no_kind(packaged, catal
                    recommender.read_intent("keep my five-year-old busy on the train").preferences)
     with pytest.raises(ValueError, match="same token"):
         KindReader(packaged, ["film", "film"])
+
+
+def test_the_packaged_llm_in_bfloat16_reads_a_list_as_float32_does(packaged, recommender, catalog):
+    half = load_llm(DEFAULT_LLM, device="cpu", dtype="bfloat16")
+    assert half.dtype == torch.bfloat16 and packaged.dtype == torch.float32
+    first = recommender.recommend(MORNING, k=12)
+    scores = {}
+    for name, llm in (("float32", packaged), ("bfloat16", half)):
+        ranked = LLMReranker(llm, scoring="listwise").rerank(first, catalog, MORNING,
+                                                             llm_weight=1.0, top_k=12)
+        scores[name] = ranked.table.set_index("item_id")["raw_llm"]
+    assert set(scores["float32"].index) == set(scores["bfloat16"].index)
+    a, b = scores["float32"], scores["bfloat16"].reindex(scores["float32"].index)
+    assert not np.allclose(a, b)  # really another precision
+    assert np.corrcoef(a.rank(), b.rank())[0, 1] > 0.8  # the same reading, up to rounding
+    with pytest.raises(ModelLoadError, match="dtype must be one of"):
+        load_llm(DEFAULT_LLM, device="cpu", dtype="int8")

@@ -76,6 +76,7 @@ class ExperimentConfig:
     llm_weight: float | None = None  # None: the adapter's validated weight, else 1
     llm_scoring: str = "pointwise"  # an untuned model's way; an adapter keeps the one it learned
     llm_adapter: str | None = None
+    llm_dtype: str | None = None  # None: float32 on a CPU, bfloat16 on CUDA
 
 
 def run_experiment(config: ExperimentConfig, progress: Progress | None = None) -> dict:
@@ -219,10 +220,11 @@ def _llm_ranker(config: ExperimentConfig, first, catalog):
 
     weight = config.llm_weight
     if config.llm_adapter:
-        reranker = load_tuned_reranker(config.llm_adapter)
+        reranker = load_tuned_reranker(config.llm_adapter, dtype=config.llm_dtype)
         weight = read_adapter(config.llm_adapter)["weight"] if weight is None else weight
     else:
-        reranker = LLMReranker(load_llm(config.llm or DEFAULT_LLM), scoring=config.llm_scoring)
+        reranker = LLMReranker(load_llm(config.llm or DEFAULT_LLM, dtype=config.llm_dtype),
+                               scoring=config.llm_scoring)
     weight = 1.0 if weight is None else weight
     return LLMRerankRanker(
         first, reranker, catalog, weight=weight, top_k=config.llm_k,

@@ -55,10 +55,11 @@ def read_adapter(folder: str | Path) -> dict:
     return info
 
 
-def load_tuned_reranker(folder: str | Path, device: str | None = None) -> LLMReranker:
+def load_tuned_reranker(folder: str | Path, device: str | None = None,
+                        dtype: str | None = None) -> LLMReranker:
     """The base model with the adapter merged into its weights, scoring the way it was tuned."""
     info = read_adapter(folder)
-    llm = load_llm(info["base"], device=device, adapter=folder)
+    llm = load_llm(info["base"], device=device, adapter=folder, dtype=dtype)
     return LLMReranker(llm, scoring=info["scoring"])
 
 

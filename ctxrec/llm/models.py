@@ -24,7 +24,7 @@ import torch
 from ..data.home import data_home
 from ..text.encoders import ModelLoadError, hub_out_of_reach, pick_device
 
-__all__ = ["DEFAULT_LLM", "PACKAGED_GGUF", "CausalLM", "load_llm", "packaged_cache_dir",
+__all__ = ["DEFAULT_LLM", "LLM_DTYPES", "PACKAGED_GGUF", "CausalLM", "load_llm", "packaged_cache_dir",
            "packaged_gguf_path"]
 
 DEFAULT_LLM = "SmolLM2-135M-Instruct (packaged)"
@@ -173,11 +173,20 @@ def _write_cache(model: torch.nn.Module, tokenizer, target: Path) -> None:
             shutil.rmtree(staging, ignore_errors=True)
 
 
-def _dtype_for(device: str) -> torch.dtype:
+LLM_DTYPES = ("float32", "bfloat16")
+
+
+def _dtype_for(device: str, dtype: str | None = None) -> torch.dtype:
+    """``dtype`` when given; else bfloat16 on CUDA and float32 elsewhere (the re-ranker's
+    figures were measured so)."""
+    if dtype is not None:
+        if dtype not in LLM_DTYPES:
+            raise ModelLoadError(f"dtype must be one of {', '.join(LLM_DTYPES)}, not '{dtype}'")
+        return getattr(torch, dtype)
     return torch.bfloat16 if device == "cuda" else torch.float32
 
 
-def _load_packaged(device: str):
+def _load_packaged(device: str, dtype: torch.dtype):
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
     gguf = packaged_gguf_path()
@@ -186,7 +195,7 @@ def _load_packaged(device: str):
         try:
             tokenizer = AutoTokenizer.from_pretrained(folder)
             model = AutoModelForCausalLM.from_pretrained(folder, attn_implementation="eager",
-                                                         dtype=_dtype_for(device))
+                                                         dtype=dtype)
             return model, tokenizer
         except Exception as err:  # a cache that passes its checks but does not load is rebuilt
             log.warning("The cached LLM in %s does not load (%s); converting again.", folder, err)
@@ -202,11 +211,12 @@ def _load_packaged(device: str):
         raise ModelLoadError(f"Could not read {gguf}: {err}. Reinstall the packaged LLM: "
                              f"{_INSTALL_HINT}.") from err
     _write_cache(model, tokenizer, folder)
-    return model.to(_dtype_for(device)), tokenizer
+    return model.to(dtype), tokenizer
 
 
 def load_llm(name: str = DEFAULT_LLM, device: str | None = None,
-             trust_remote_code: bool = False, adapter: str | Path | None = None) -> CausalLM:
+             trust_remote_code: bool = False, adapter: str | Path | None = None,
+             dtype: str | None = None) -> CausalLM:
     """Load a causal LM for the re-ranker.
 
     Args:
@@ -217,14 +227,18 @@ def load_llm(name: str = DEFAULT_LLM, device: str | None = None,
             it on.
         adapter: a LoRA adapter folder (peft's format) for this base model, merged into the
             weights before they are wrapped, so scores cost what the base model's cost.
+        dtype: ``float32`` or ``bfloat16``; by default bfloat16 on CUDA, float32 elsewhere.
+            bfloat16 on a CPU with native bfloat16 instructions (AVX512-BF16, AMX) is about 1.7×
+            faster (``bench rerank``).
 
     Raises:
         ModelLoadError: with a readable reason, whatever went wrong.
     """
     device = pick_device(device)
+    chosen = _dtype_for(device, dtype)
     logging.getLogger("transformers").setLevel(logging.ERROR)
     if name == DEFAULT_LLM:
-        model, tokenizer = _load_packaged(device)
+        model, tokenizer = _load_packaged(device, chosen)
     else:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -233,7 +247,7 @@ def load_llm(name: str = DEFAULT_LLM, device: str | None = None,
             tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code,
                                                       local_files_only=local)
             model = AutoModelForCausalLM.from_pretrained(
-                name, attn_implementation="eager", dtype=_dtype_for(device),
+                name, attn_implementation="eager", dtype=chosen,
                 trust_remote_code=trust_remote_code, local_files_only=local)
         except Exception as err:  # any loader failure becomes one readable message
             if "trust_remote_code" in str(err) and not trust_remote_code:
