@@ -254,8 +254,7 @@ def bench_encode(encoder: TextEncoder, catalog: Catalog, n_texts: int = 2_000, r
                  ) -> dict:
     """Catalog-encoding throughput of :meth:`TextEncoder.encode` as a ratio to plain
     ``SentenceTransformer.encode`` on the same texts, best of ``repeats`` each, interleaved."""
-    base = catalog.texts()
-    texts = [f"{base[i % len(base)]} ({i // len(base)})" for i in range(n_texts)]
+    texts = _numbered_texts(catalog, n_texts)
     ours, plain = [], []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -270,6 +269,12 @@ def bench_encode(encoder: TextEncoder, catalog: Catalog, n_texts: int = 2_000, r
             "ratio": round(ours_tp / plain_tp, 3)}
 
 
+def _numbered_texts(catalog: Catalog, n: int) -> list[str]:
+    """``n`` distinct texts: the catalog's, repeated with a copy number."""
+    base = catalog.texts()
+    return [f"{base[i % len(base)]} ({i // len(base)})" for i in range(n)]
+
+
 def bench_ray(n_texts: int = 20_000, workers: Sequence[int] = (1, 2),
               threads: int | None = None) -> dict:
     """Catalog encoding through Ray Data with each pool size in ``workers``, beside this process
@@ -277,8 +282,7 @@ def bench_ray(n_texts: int = 20_000, workers: Sequence[int] = (1, 2),
     from .text.encoders import DEFAULT_ENCODER
     from .text.ray_encode import encode_with_ray
 
-    base = builtin_catalog().texts()
-    texts = [f"{base[i % len(base)]} ({i // len(base)})" for i in range(n_texts)]
+    texts = _numbered_texts(builtin_catalog(), n_texts)
     encoder = load_encoder(DEFAULT_ENCODER)
     start = time.perf_counter()
     reference = encoder.encode(texts)

@@ -221,10 +221,7 @@ def _run_embed(args: argparse.Namespace) -> int:
         return 0
     from .text.ray_encode import ray_item_embeddings
 
-    catalog = read_catalog_csv(args.catalog) if args.catalog else builtin_catalog()
-    for problem in catalog.problems:
-        print(f"skipped: {problem}", file=sys.stderr)
-    encoder = load_encoder(args.model or DEFAULT_ENCODER)
+    catalog, encoder = _catalog_and_encoder(args.catalog, args.model)
     _, run = ray_item_embeddings(encoder, catalog, workers=args.workers, threads=args.threads)
     if run is None:
         print(f"{len(catalog)} items: already in the cache for {encoder.name}")
@@ -239,11 +236,15 @@ def _run_embed(args: argparse.Namespace) -> int:
 def _catalog_and_vectors(path: str | None,
                          model: str | None) -> tuple[Catalog, TextEncoder, np.ndarray]:
     """The catalog (skipped rows reported on stderr), the encoder and the item vectors."""
+    catalog, encoder = _catalog_and_encoder(path, model)
+    return catalog, encoder, item_embeddings(encoder, catalog, progress=_print_progress)
+
+
+def _catalog_and_encoder(path: str | None, model: str | None) -> tuple[Catalog, TextEncoder]:
     catalog = read_catalog_csv(path) if path else builtin_catalog()
     for problem in catalog.problems:
         print(f"skipped: {problem}", file=sys.stderr)
-    encoder = load_encoder(model or DEFAULT_ENCODER)
-    return catalog, encoder, item_embeddings(encoder, catalog, progress=_print_progress)
+    return catalog, load_encoder(model or DEFAULT_ENCODER)
 
 
 # evaluate and evaluate-context
@@ -608,23 +609,18 @@ def _run_train(args: argparse.Namespace) -> int:
     name = Path(args.data or args.log).stem + f"-{args.item_repr}-" + \
         (args.memory if entry == "none" else f"context-{entry}")
     out = Path(args.out) if args.out else models_home() / name
-    if not args.distributed:
-        report = train_and_report(run, out, on_batch=_print_batch, on_epoch=_print_epoch,
-                                  on_stage=lambda text: print(text, file=sys.stderr))
-        print(json.dumps(report, indent=2))
-        print(f"checkpoint and results written to {out}", file=sys.stderr)
-        return 0
     from .sequence import distributed
 
-    group = distributed.start(args.device)
-    say = (lambda text: print(text, file=sys.stderr)) if group.main else None
+    group = distributed.start(args.device) if args.distributed else distributed.Ranks()
     try:
         report = train_and_report(run, out, on_batch=_print_batch, on_epoch=_print_epoch,
-                                  on_stage=say)
+                                  on_stage=(lambda text: print(text, file=sys.stderr))
+                                  if group.main else None)
     finally:
         distributed.stop()
-    if group.main:
-        report["training"]["processes"] = group.world
+    if group.main:  # under torchrun, rank 0 alone reports
+        if args.distributed:
+            report["training"]["processes"] = group.world
         print(json.dumps(report, indent=2))
         print(f"checkpoint and results written to {out}", file=sys.stderr)
     return 0

@@ -24,8 +24,8 @@ import torch
 from ..data.home import data_home
 from ..text.encoders import ModelLoadError, hub_out_of_reach, pick_device
 
-__all__ = ["DEFAULT_LLM", "LLM_DTYPES", "PACKAGED_GGUF", "CausalLM", "load_llm", "packaged_cache_dir",
-           "packaged_gguf_path"]
+__all__ = ["DEFAULT_LLM", "LLM_DTYPES", "PACKAGED_GGUF", "CausalLM", "load_llm",
+           "packaged_cache_dir", "packaged_gguf_path"]
 
 DEFAULT_LLM = "SmolLM2-135M-Instruct (packaged)"
 PACKAGED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -228,7 +228,7 @@ def load_llm(name: str = DEFAULT_LLM, device: str | None = None,
         adapter: a LoRA adapter folder (peft's format) for this base model, merged into the
             weights before they are wrapped, so scores cost what the base model's cost.
         dtype: ``float32`` or ``bfloat16``; by default bfloat16 on CUDA, float32 elsewhere.
-            bfloat16 on a CPU with native bfloat16 instructions (AVX512-BF16, AMX) is about 1.7×
+            bfloat16 on a CPU with native bfloat16 instructions (AVX512-BF16, AMX) is about 1.5×
             faster (``bench rerank``).
 
     Raises:

@@ -218,7 +218,7 @@ class Shards:
         except (SafetensorError, OSError, KeyError, ValueError):
             return None
         fits = vectors.ndim == 2 and vectors.shape[1] == self.dim and \
-            len(positions) == len(vectors) and len(positions) and \
+            len(positions) == len(vectors) and len(positions) > 0 and \
             positions.min() >= 0 and positions.max() < len(self.done)
         if not fits or meta.get("key") != self.key or \
                 meta.get("sha256") != _digest(positions, vectors):

@@ -36,9 +36,8 @@ from ..data.context import Context
 from ..evaluation.split import Split
 from ..llm.adapters import ADAPTER_FILE
 from ..llm.models import CausalLM
-from ..rank.components import top_in_order
 from ..llm.rerank import LLMReranker, answer_token_ids, label_token_ids
-from ..rank.components import standardise
+from ..rank.components import standardise, top_in_order
 from ..rank.query import Query, Ranker, query_context
 
 __all__ = ["FUSION_WEIGHTS", "RerankList", "fused_ndcg", "rerank_lists", "score_lists",
