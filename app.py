@@ -127,3 +127,4 @@ pages = [
 ]
 page = st.navigation(pages)
 page.run()
+state.load_model_in_background()

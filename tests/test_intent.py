@@ -69,15 +69,47 @@ def test_negation_excludes_and_leaves_the_excluded_out_of_the_soft_text(reader):
     ("something for the plane", "travelling"),
     ("a quick vegetarian dinner", "vegetarian"),
     ("dinner idea, nothing with meat", "vegetarian"),
+    ("something on my phone for the bus, no sound", "no sound"),
+    ("forgot my headphones", "no sound"),
+    ("something to do with my teenage son", "with teens"),
+    ("4 friends coming over", "at home"),
+    ("screen-free wind-down before bed", "at home"),
 ])
 def test_limits_are_read(reader, text, expected):
     assert expected in labels(reader.read(text))
 
 
+def test_no_sound_rules_out_what_needs_it_and_a_teenager_is_not_a_toddler(reader, catalog):
+    silent = next(c for c in reader.read("no sound please").constraints if c.key == "no-sound")
+    broken = silent.breaks(catalog)
+    audible = catalog.items["category"].isin(["music", "podcast", "film", "series"]).to_numpy()
+    assert broken.any() and (broken == audible).all()
+    teen = labels(reader.read("a film with my teenage son"))
+    assert "with teens" in teen and "with kids" not in teen
+    teens = next(c for c in reader.read("with my teenage son").constraints)
+    kept = ~teens.breaks(catalog)
+    companions = catalog.items["companions"]
+    assert all({"family", "friends"} & set(companions.iloc[i]) for i in np.flatnonzero(kept)
+               if len(companions.iloc[i]))
+
+
+def test_a_device_asked_for_rules_out_items_used_on_no_device(reader, catalog):
+    phone = next(c for c in reader.read("something on my phone").constraints
+                 if c.kind == "device")
+    broken = phone.breaks(catalog)
+    devices = catalog.items["devices"]
+    for position, listed in enumerate(devices):
+        assert broken[position] == ("phone" not in listed)  # a café or a walk has no device
+    assert (devices.map(len) == 0).sum() > 0  # the built-in catalog has such items
+
+
 def test_the_longest_phrase_names_the_kind_and_hints_are_activities(reader):
     assert labels(reader.read("late drinks and live music")) == ["kind: event"]
-    assert labels(reader.read("teach me something about food")) == []  # a topic, not a meal
-    assert labels(reader.read("I want to learn something over lunch")) == ["midday"]
+    # wanting to learn points at podcasts, articles and books; food is then a topic, not a meal
+    learning = "kind: book or longread or podcast"
+    assert labels(reader.read("teach me something about food")) == [learning]
+    assert labels(reader.read("I want to learn something over lunch")) == [learning, "midday"]
+    assert labels(reader.read("something about food")) == []
     assert "kind: cafe or recipe or restaurant" in labels(reader.read("a quick lunch"))
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import streamlit as st
 
 from ctxrec import (DEFAULT_ENCODER, Catalog, EmbeddingCache, Recommender, TextEncoder,
-                    builtin_catalog, item_embeddings, load_encoder)
+                    builtin_catalog, item_embeddings)
 from ctxrec.data.context import Context
 from ctxrec.data.scenarios import Scenario, ScenarioError, ScenarioStore, load_presets, store_path
 from ctxrec.inspect.attention import AttentionModel, PairAttention, StepByStep
@@ -23,8 +23,9 @@ from ctxrec.llm.adapters import load_tuned_reranker
 from ctxrec.llm.models import CausalLM, load_llm
 from ctxrec.llm.rerank import AnswerFocus, LLMReranker, OcclusionRow
 from ctxrec.sequence.train import TrainedModel, load_checkpoint
+from ctxrec.text.deferred import DeferredEncoder, deferred_encoder
 from ctxrec.text.vector_index import index_for
-from ui.costs import startup_stage
+from ui.costs import STARTUP, startup_stage
 from ctxrec.server_policy import PolicyError, ServerPolicy
 
 log = logging.getLogger("ctxrec.app")
@@ -57,10 +58,26 @@ MODELS = POLICY.max_models
 
 @st.cache_resource(show_spinner="Loading the language model…", max_entries=MODELS)
 def cached_encoder(name: str, trust_remote_code: bool) -> TextEncoder:
+    # a local model seen before answers from its card and loads after the first ranking
+    # (load_model_in_background), so the first page does not wait 3–4 s for it
+    def loaded(seconds: float) -> None:
+        STARTUP.setdefault("model load (background, after the first page)", seconds)
+        log.info("ctxrec: encoder %s finished loading in the background (%.1f s)", name, seconds)
+
     with startup_stage("model load"):
-        encoder = load_encoder(name, trust_remote_code=trust_remote_code)
-    log.info("ctxrec: loaded encoder %s on %s", name, encoder.device)
+        encoder = deferred_encoder(name, trust_remote_code=trust_remote_code, on_loaded=loaded)
+    deferred = isinstance(encoder, DeferredEncoder) and not encoder.is_loaded
+    log.info("ctxrec: loaded encoder %s on %s (%s)", name, encoder.device,
+             "from its card; the model loads after the first page" if deferred else "the model")
     return encoder
+
+
+def load_model_in_background() -> None:
+    """Start loading the active encoder's model if only its card is in use (after a page is
+    drawn: the load would otherwise compete with the page for the interpreter)."""
+    enc = encoder()
+    if isinstance(enc, DeferredEncoder):
+        enc.start_loading()
 
 
 @st.cache_data(show_spinner=False, max_entries=1)

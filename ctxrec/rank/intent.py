@@ -51,7 +51,8 @@ KIND_WORDS = {
     "longread": (r"longreads?|long reads?|articles?|essays?|something to read|to read|reading|"
                  r"(?:a|short|quick|good) read"),
     "recipe": r"recipes?|to cook|cooking|to bake|baking|make (?:dinner|lunch|breakfast)",
-    "game": r"games|(?:a|board|card|video|party|puzzle|word) ?games?|game night|to play",
+    # "game day" is a match on television, not a game to play
+    "game": r"games?(?![- ]day)|(?:board|card|video|party|puzzle|word) ?games?|game night|to play",
     "restaurant": r"restaurants?|dinner out|eat(?:ing)? out|lunch out",
     "cafe": r"caf[eé]s?|coffee|pastr(?:y|ies)|croissants?",
     "event": r"events?|concerts?|gigs?|festivals?|exhibitions?|live music|workshops?",
@@ -60,6 +61,8 @@ KIND_WORDS = {
 }
 # when no kind is named: what the person wants to do points at a few kinds
 KIND_HINTS = {("film", "series"): r"to watch|watch something|put on",
+              ("podcast", "longread", "book"): (r"learn\w*|teach me|educational|informative|"
+                                                r"explainers?"),
               ("music", "podcast"): r"to listen to|listen to|something to listen",
               ("recipe", "restaurant", "cafe"): (r"dinner|lunch|breakfast|meal|food|snacks?|"
                                                  r"something to eat|hungry|to eat")}
@@ -87,6 +90,12 @@ SCREEN = (r"screen[- ]?free|no screens?|without (?:a |any )?screens?|off[- ](?:t
           r"away from (?:the )?screens?|unplugged|no devices?|not on (?:a|my) (?:phone|screen)|"
           r"(?:anything but|not) (?:a |any )?screens?|no wi-?fi|offline|"
           r"(?:doesn'?t|does not|don'?t|do not|won'?t) (?:involve|need|use) (?:a |any )?screens?")
+# content that needs sound; with no sound these kinds are out
+SILENT = (r"no sound|without (?:the )?sound|sound off|silent(?:ly)?|on mute|muted|"
+          r"(?:no|without|forgot(?: my)?) (?:headphones|earphones|earbuds)")
+SOUND_KINDS = ("music", "podcast", "film", "series")
+# a time of day that sounds like food: not a hint that food is wanted
+MEALTIME = r"(?:over|at|during|on my) lunch|lunch ?(?:break|hour|time)|lunchtime"
 FREE = r"(?<![-\w])free(?![-\w])(?! (?:time|evening|afternoon|morning|day|weekend|hour))"
 FREE_PHRASES = r"no money|without spending|costs? nothing|for nothing|zero cost|no cost"
 # meat-free food: recipes, restaurants and cafés must be tagged vegetarian or vegan
@@ -100,7 +109,8 @@ PLACE_LIMITS = {
                 r"stay(?:ing)? in", "indoors", ("home", "work", "city", "commute", "gym")),
     "outdoors": (r"outdoors?|outside|fresh air|open air|in the park", "outdoors",
                  ("outdoors", "travel")),
-    "at-home": (r"at home|on the (?:sofa|couch)|from home|stay(?:ing)? in|(?:a )?night in",
+    "at-home": (r"at home|on the (?:sofa|couch)|from home|stay(?:ing)? in|(?:a )?night in|"
+                r"coming over|come over|(?:at|to) (?:mine|ours|my place)|before bed|in bed",
                 "at home", ("home",)),
     "commute": (r"commut\w*|on (?:my|the) way|(?:on|for) the (?:train|bus|tube|metro)",
                 "on the way", ("commute",)),
@@ -110,7 +120,9 @@ PLACE_LIMITS = {
                "travelling", ("travel", "commute")),
 }
 AUDIENCE = {
-    "kids": r"kids?|children|child|toddlers?|little ones?|family|son|daughter|\d+ ?yo|teen\w*",
+    "kids": r"kids?|children|child|toddlers?|little ones?|family|son|daughter|\d+ ?yo",
+    # a teenager is family company, or a friend's, but not a toddler's
+    "teens": r"teen\w*|adolescents?",
     "partner": r"date night|a date|my (?:partner|wife|husband|girlfriend|boyfriend)|for two",
     "friends": (r"friends|mates|a group|the gang|party|(?:\d+|three|four|five|six|seven|eight) "
                 r"of us"),
@@ -187,6 +199,9 @@ class Constraint:
             return index.stated(self.column) & ~index.holding(self.column, ("speaker",))
         if self.kind == "exclusion":
             return self.has(catalog, index)
+        if self.kind == "device" and index.stated(self.column).any():
+            # the catalog lists devices, so an item with none (a café, a walk) is used on none
+            return ~self.has(catalog, index)
         if self.kind == "diet":  # an untagged dish is not known to be meat-free
             return index.holding("category", self.within) & ~self.has(catalog, index)
         return index.stated(self.column) & ~self.has(catalog, index)
@@ -400,6 +415,10 @@ class IntentReader:
             if re.search(pattern, text):
                 found.append(constraint)
                 text = re.sub(pattern, " ", text)
+        audible = tuple(k for k in SOUND_KINDS if k in self.kinds)
+        if audible and re.search(rf"\b(?:{SILENT})\b", text):
+            found.append(Constraint("no-sound", "no sound", "exclusion", "category", audible))
+            text = re.sub(rf"\b(?:{SILENT})\b", " ", text)
         return text
 
     def _exclusions(self, negated: list[str]) -> list[Constraint]:
@@ -441,8 +460,7 @@ class IntentReader:
         out = []
         kinds = self._kinds(text)
         # a hint names an activity, not a topic or a time: "about food", "over lunch", "lunch break"
-        hinted = re.sub(r"\babout \w+|\b(?:over|at|during|on my) lunch\b|"
-                        r"\blunch ?(?:break|hour)\b", " ", text)
+        hinted = re.sub(rf"\babout \w+|\b(?:{MEALTIME})\b", " ", text)
         if not kinds:
             for group, pattern in KIND_HINTS.items():
                 if re.search(rf"\b(?:{pattern})\b", hinted):
@@ -457,11 +475,14 @@ class IntentReader:
                 if key == "outdoors" and any(c.key == "indoors" for c in out):
                     continue  # "pouring outside" is weather, not a wish to be outdoors
                 out.append(Constraint(key, label, "place", "places", values))
-        for who, pattern in AUDIENCE.items():
-            if re.search(rf"\b(?:{pattern})\b", text):
-                values = ("kids", "family") if who == "kids" else (who,)
-                out.append(Constraint(f"with-{who}", f"with {who}" if who != "alone" else
-                                      "alone", "audience", "companions", values))
+        audiences = [who for who, pattern in AUDIENCE.items()
+                     if re.search(rf"\b(?:{pattern})\b", text)]
+        if "teens" in audiences and "kids" in audiences:
+            audiences.remove("kids")  # "my teenage son"
+        for who in audiences:
+            values = {"kids": ("kids", "family"), "teens": ("family", "friends")}.get(who, (who,))
+            out.append(Constraint(f"with-{who}", f"with {who}" if who != "alone" else "alone",
+                                  "audience", "companions", values))
         for device, pattern in DEVICES.items():
             if re.search(rf"\b(?:{pattern})\b", text):
                 out.append(Constraint(f"device-{device}", f"on {device}", "device", "devices",

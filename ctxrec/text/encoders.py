@@ -116,6 +116,12 @@ class TextEncoder:
         plain = f"{self.name}|{self.dim}|{self.max_tokens}|{self.precision}"
         return f"{plain}|{prompt}" if prompt else plain
 
+    def known_words(self) -> frozenset[str]:
+        """The alphabetic words of the tokenizer's vocabulary (the intent reader's spelling
+        check: a word it lacks may be a slip)."""
+        vocab = getattr(self.tokenizer, "vocab", None) or {}
+        return frozenset(w for w in vocab if w.isalpha())
+
     def truncation(self, text: str) -> Truncation:
         """Count the tokens of ``text`` and how many characters fit in the model's window."""
         if len(text.encode()) + 4 <= self.max_tokens:
