@@ -422,6 +422,9 @@ def _add_tune_encoder(sub: _Sub) -> None:
                     help="pairs per batch; the others in a batch are each pair's negatives")
     te.add_argument("--learning-rate", type=float, default=5e-5)
     te.add_argument("--seed", type=int, default=0)
+    te.add_argument("--cold-start", type=float, default=None, metavar="SHARE",
+                    help="leave out of the pairs the items that `train --cold-start SHARE` with "
+                         "the same --seed holds out, for a fair cold-start comparison")
     te.add_argument("--results", default=None, help=_RESULTS_HELP)
 
 
@@ -437,7 +440,7 @@ def _run_tune_encoder(args: argparse.Namespace) -> int:
     run = run_tune_encoder(args.data, out, base=args.model, per_user=args.pairs_per_user,
                            epochs=args.epochs, batch_size=args.batch_size,
                            learning_rate=args.learning_rate, seed=args.seed,
-                           progress=_print_stage)
+                           progress=_print_stage, cold_start=args.cold_start)
     _write_results(run, args.results)
     return 0
 

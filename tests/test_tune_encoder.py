@@ -13,6 +13,8 @@ from conftest import ROOT
 from ctxrec.cli import main
 from ctxrec.data.movielens import load_movielens
 from ctxrec.evaluation.split import leave_last_out
+from ctxrec.experiments.tune_encoder import training_pairs
+from ctxrec.sequence.run import hold_out_items
 from ctxrec.text.encoders import load_encoder
 from ctxrec.evaluation.history_text import HistoryTextRanker, history_text
 from ctxrec.tune.encoder import (TUNING_FILE, encoders_dir, log_pairs, read_tuning, tune_encoder,
@@ -51,6 +53,19 @@ def test_pairs_come_from_the_training_histories_only(movielens_split):
     first = split.histories[user]
     assert every["anchor"][0].startswith(f"Recently: {catalog.items['title'].iloc[first[0]]}.")
     assert every["positive"][0] == texts[first[1]]
+
+
+def test_with_cold_start_the_items_train_holds_out_are_never_in_the_pairs(movielens_split):
+    catalog, split = movielens_split
+    pairs, held_out = training_pairs(split, catalog, per_user=50, seed=3, cold_start=0.25)
+    assert np.array_equal(held_out, hold_out_items(split, 0.25, 3)[1])  # train's own choice
+    texts, titles = catalog.texts(), catalog.items["title"].astype(str)
+    assert held_out.size and not {texts[i] for i in held_out} & set(pairs["positive"])
+    named = {t for anchor in pairs["anchor"]
+             for t in anchor.removeprefix("Recently: ").split(". Now:")[0].split("; ")}
+    assert named and not named & {titles[i] for i in held_out}
+    everything, none = training_pairs(split, catalog, per_user=50, seed=3)
+    assert none is None and {texts[i] for i in held_out} & set(everything["positive"])
 
 
 def test_a_tuned_encoder_is_saved_loads_and_has_moved(movielens_split, tmp_path):

@@ -7,7 +7,10 @@ free of UI code.
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
+from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +18,7 @@ import streamlit as st
 
 from ctxrec import (DEFAULT_ENCODER, Catalog, EmbeddingCache, Recommender, TextEncoder,
                     builtin_catalog, item_embeddings)
-from ctxrec.data.context import Context
+from ctxrec.data.context import Context, context_from_params
 from ctxrec.data.scenarios import Scenario, ScenarioError, ScenarioStore, load_presets, store_path
 from ctxrec.inspect.attention import AttentionModel, PairAttention, StepByStep
 from ctxrec.inspect.similarity import project_2d
@@ -38,6 +41,8 @@ ENCODER_TRUST_KEY = "active_encoder_trust"  # whether that encoder may run its o
 CATALOG_KEY = "active_catalog"  # an uploaded Catalog, or absent for the built-in one
 SEQUENCE_KEY = "active_sequence_model"  # checkpoint folder of the attached sequence model
 OWNER_KEY = "session_owner"  # this session's id, to tell its training jobs from others'
+_WARMED: set[str] = set()  # encoders whose default situations are stored (this process)
+LOAD_DELAY_S = 2.0  # a deferred model starts loading this long after the first page
 
 
 def _read_policy() -> tuple[ServerPolicy, str | None]:
@@ -72,12 +77,32 @@ def cached_encoder(name: str, trust_remote_code: bool) -> TextEncoder:
     return encoder
 
 
+def _store_default_situations(encoder: DeferredEncoder) -> None:
+    """Encode the first page's situation (now, at home) on every weekday, time of day and season
+    once the model is loaded, so that a server started at any hour draws its first ranking
+    without waiting for the model."""
+    base, _ = context_from_params({})
+    texts = sorted({replace(base, when=datetime(2026, month, day, hour)).describe_situation(
+        clock=False) for month in (1, 4, 7, 10) for day in range(1, 8) for hour in range(24)})
+    try:
+        for start in range(0, len(texts), 64):
+            encoder.encode(texts[start:start + 64])
+    except Exception:  # noqa: BLE001  (a missed warm-up costs one later wait, not the page)
+        log.exception("ctxrec: storing the default situations failed")
+
+
 def load_model_in_background() -> None:
-    """Start loading the active encoder's model if only its card is in use (after a page is
-    drawn: the load would otherwise compete with the page for the interpreter)."""
+    """Start loading the active encoder's model if only its card is in use, then store the
+    default situations (after a page is drawn: the load would otherwise compete with the page
+    for the interpreter)."""
     enc = encoder()
-    if isinstance(enc, DeferredEncoder):
-        enc.start_loading()
+    if isinstance(enc, DeferredEncoder) and enc.fingerprint() not in _WARMED:
+        _WARMED.add(enc.fingerprint())
+        # the page reaches the browser after its script ends, sent by the server's thread, which an
+        # import running at once slows by 0.5–1 s; anything that needs the model cuts the wait
+        enc.start_loading(delay=LOAD_DELAY_S)
+        threading.Thread(target=_store_default_situations, args=(enc,), daemon=True,
+                         name="ctxrec-store-situations").start()
 
 
 @st.cache_data(show_spinner=False, max_entries=1)

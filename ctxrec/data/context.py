@@ -128,10 +128,13 @@ class Context:
         kept = tuple(h for h in self.history if h.item_id != item_id)
         return replace(self, history=kept + (HistoryEntry(item_id, feedback),))
 
-    def describe_situation(self) -> str:
-        """Time, place, device and companions as one sentence (no history, no intent)."""
+    def describe_situation(self, clock: bool = True) -> str:
+        """Time, place, device and companions as one sentence (no history, no intent);
+        ``clock=False`` leaves out the hour and minute (what the encoder reads: the minute is
+        noise to it, and a sentence that changes every minute is never cached)."""
         when = self.when
-        text = (f"{when:%A} {self.daypart} ({when:%H:%M}) in {self.season}, on a {self.day_type}, "
+        hour = f" ({when:%H:%M})" if clock else ""
+        text = (f"{when:%A} {self.daypart}{hour} in {self.season}, on a {self.day_type}, "
                 f"{PLACE_WORDS[self.place]}")
         if self.city.strip():
             text += f" in {self.city.strip()}"

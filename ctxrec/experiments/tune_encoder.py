@@ -9,11 +9,14 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
+
 from ..data.catalog import builtin_catalog
 from ..data.judged_intents import load_judged_intents
 from ..evaluation.history_text import HistoryTextRanker
 from ..evaluation.protocol import Protocol, evaluate_protocols
 from ..rank.recommender import Recommender
+from ..sequence.run import hold_out_items
 from ..text.embed_cache import item_embeddings
 from ..text.encoders import DEFAULT_ENCODER, TextEncoder, load_encoder
 from ..tune.encoder import TUNING_FILE, log_pairs, tune_encoder
@@ -30,11 +33,16 @@ Progress = Callable[[str, int, int], None]
 def run_tune_encoder(data: str, out: str, base: str = DEFAULT_ENCODER, per_user: int = 20,
                      epochs: int = 1, batch_size: int = 32, learning_rate: float = 5e-5,
                      seed: int = 0, progress: Progress | None = None,
-                     should_stop: Callable[[], bool] | None = None) -> dict:
-    """Tune on the leave-last-out split's training histories (exact time order), then compare."""
+                     should_stop: Callable[[], bool] | None = None,
+                     cold_start: float | None = None) -> dict:
+    """Tune on the leave-last-out split's training histories (exact time order), then compare.
+
+    ``cold_start``: leave out of the pairs the items that ``train --cold-start`` with the same
+    share and seed holds out, so that a cold-start comparison with this encoder is fair (it never
+    saw those items as a next item, nor in a history)."""
     config = ExperimentConfig(data=data, encoder=base)
     catalog, split = load_split(config)
-    pairs = log_pairs(split, catalog, per_user=per_user, seed=seed)
+    pairs, held_out = training_pairs(split, catalog, per_user, seed, cold_start)
     frozen = _validation_and_intents(load_encoder(base), catalog, split, progress, "frozen")
     tuned_encoder = load_encoder(base)
     tuning = tune_encoder(tuned_encoder, pairs, out, epochs=epochs, batch_size=batch_size,
@@ -46,16 +54,30 @@ def run_tune_encoder(data: str, out: str, base: str = DEFAULT_ENCODER, per_user:
     change = (tuned["intents_ndcg@10"] - frozen["intents_ndcg@10"]) / \
         max(frozen["intents_ndcg@10"], 1e-12)
     validated = {"dataset": Path(data).name, "frozen": frozen, "tuned": tuned,
-                 "intents_change": change}
+                 "intents_change": change, "cold_start_items_left_out":
+                 None if held_out is None else {"share": cold_start, "seed": seed,
+                                                "items": int(held_out.size)}}
     # kept beside the weights, so the app can say what this encoder is worth
     (Path(out) / TUNING_FILE).write_text(json.dumps({**tuning, "validated": validated}, indent=2))
     return {"kind": "tune-encoder", "dataset": Path(data).name, "out": str(out),
-            "split": "leave-last-out (exact time), training histories only",
+            "split": "leave-last-out (exact time), training histories only" +
+                     (f", {cold_start:.0%} of items left out as in train --cold-start "
+                      f"{cold_start} --seed {seed}" if held_out is not None else ""),
             "commit": code_version(), "created": datetime.now().isoformat(timespec="seconds"),
             "tuning": tuning, "frozen": frozen, "tuned": tuned,
             "valid_ndcg_ratio": tuned["valid_ndcg@10"] / max(frozen["valid_ndcg@10"], 1e-12),
             "intents_change": change,
             "keeps_general_retrieval": change >= -INTENT_LOSS_ALLOWED}
+
+
+def training_pairs(split, catalog, per_user: int, seed: int, cold_start: float | None = None
+                   ) -> tuple[dict[str, list[str]], np.ndarray | None]:
+    """The (history text → next item text) pairs, and the items left out of them: those
+    ``train --cold-start`` holds out with the same share and seed (``None`` without it)."""
+    if not cold_start:
+        return log_pairs(split, catalog, per_user=per_user, seed=seed), None
+    reduced, held_out = hold_out_items(split, cold_start, seed)
+    return log_pairs(reduced, catalog, per_user=per_user, seed=seed), held_out
 
 
 def _validation_and_intents(encoder: TextEncoder, catalog, split, progress: Progress | None,

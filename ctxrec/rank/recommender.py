@@ -293,8 +293,9 @@ class Recommender:
 
     def context_scores(self, context: Context, rows: Rows | None = None) -> np.ndarray:
         # keyed on what the score depends on, so a new intent reuses it
-        key = (context.describe_situation(), self._text_share(context), context.daypart,
-               context.day_type, context.place, context.device, context.companions)
+        key = (context.describe_situation(clock=False), self._text_share(context),
+               context.daypart, context.day_type, context.place, context.device,
+               context.companions)
         return self._situation(key) if rows is None else self._context_component(key, rows)
 
     def _text_share(self, context: Context) -> float:
@@ -444,7 +445,7 @@ class Recommender:
         with meter.stage("encode", self.encoder.device, "float32"):
             # cached per text, so the components below read these without encoding again
             queries = {"intent": self._encode(text) if text else None,
-                       "context": self._encode(context.describe_situation())
+                       "context": self._encode(context.describe_situation(clock=False))
                        if wants_context and self._text_share(context) else None}
         sequence = None
         if positions and self.sequence_model is not None and weights["sequence"]:

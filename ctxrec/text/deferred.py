@@ -105,6 +105,7 @@ class DeferredEncoder(TextEncoder):
         self._loaded, self._error = loaded, None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._hurry = threading.Event()  # set when something waits for the model: no more delay
         self.load_seconds: float | None = 0.0 if loaded is not None else None
 
     @property
@@ -121,25 +122,28 @@ class DeferredEncoder(TextEncoder):
     def is_loaded(self) -> bool:
         return self._loaded is not None
 
-    def start_loading(self) -> None:
-        """Load the model in a background thread (once)."""
+    def start_loading(self, delay: float = 0.0) -> None:
+        """Load the model in a background thread (once), after ``delay`` seconds unless something
+        asks for the model sooner."""
         with self._lock:
             if self._loaded is None and self._thread is None:
-                self._thread = threading.Thread(target=self._run_load, name="ctxrec-encoder-load",
-                                                daemon=True)
+                self._thread = threading.Thread(target=self._run_load, args=(delay,),
+                                                name="ctxrec-encoder-load", daemon=True)
                 self._thread.start()
 
     def loaded(self, reason: str = "asked for") -> TextEncoder:
         """The loaded encoder, waiting for the load (started here when it was not yet)."""
         if self._loaded is None:
             log.info("ctxrec: waiting for %s to load (%s)", self.name, reason)
+            self._hurry.set()
             self.start_loading()
             self._thread.join()
         if self._loaded is None:
             raise self._error
         return self._loaded
 
-    def _run_load(self) -> None:
+    def _run_load(self, delay: float) -> None:
+        self._hurry.wait(delay)
         start = time.perf_counter()
         try:
             encoder = self._load()
@@ -158,7 +162,7 @@ class DeferredEncoder(TextEncoder):
     def __getattr__(self, attr: str):
         # only attributes the card does not set reach here: the model's own
         if attr.startswith("__") or attr in ("_loaded", "_card", "_load", "_thread", "_lock",
-                                             "_error", "_on_loaded"):
+                                             "_error", "_on_loaded", "_hurry"):
             raise AttributeError(attr)
         return getattr(self.loaded(f"its {attr}"), attr)
 
