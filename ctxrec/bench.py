@@ -21,7 +21,7 @@ from .data.catalog import Catalog, builtin_catalog
 from .data.context import Context, HistoryEntry
 from .rank.recommender import Recommender
 from .text.embed_cache import item_embeddings
-from .text.encoders import TextEncoder, load_encoder
+from .text.encoders import TextEncoder, load_encoder, pick_device
 
 __all__ = ["bench_all", "bench_attention", "bench_context", "bench_encode", "bench_index",
            "bench_ray", "bench_recommend", "stage_medians", "synthetic_catalog"]
@@ -436,7 +436,8 @@ def bench_tune_llm(data: str | None = None, examples: int = 32, batch_size: int 
     out = {"benchmark": "tune-llm", "data": Path(folder).name, "model": DEFAULT_LLM,
            "batch_size": batch_size, "torch_threads": torch.get_num_threads()}
     for scoring in ("listwise", "pointwise"):
-        reranker = LLMReranker(load_llm(DEFAULT_LLM), scoring=scoring)
+        # scored in float32, the dtype tuning trains in on a CPU, so the ratio compares like
+        reranker = LLMReranker(load_llm(DEFAULT_LLM, dtype="float32"), scoring=scoring)
         rows = training_rows(lists, catalog, reranker)[:examples]
         texts = [reranker.llm.tokenizer.decode(r["input_ids"][:-1]) for r in rows]
         start = time.perf_counter()
@@ -529,7 +530,8 @@ def bench_rerank(top_k: int = 20, calls: int = 5, llm: str | None = None) -> dic
     fresh = _fresh_process_load(name)  # also converts and caches the packaged model if needed
     encoder = load_encoder()  # as in the app, whose encoder is loaded before any LLM
     start = time.perf_counter()
-    model = load_llm(name)
+    # float32 on a CPU, the reference the bfloat16 default is timed against below
+    model = load_llm(name, dtype="float32" if pick_device() == "cpu" else None)
     load_s = time.perf_counter() - start
     reranker = LLMReranker(model)
     listwise = LLMReranker(model, scoring="listwise")
@@ -594,8 +596,6 @@ def _fresh_process_load(name: str) -> dict:
 def bench_all(sizes: Sequence[int] = (1_000, 10_000, 100_000, 1_000_000), calls: int = 30) -> dict:
     """Every benchmark in one JSON, with the device and the peak memory of the run."""
     import resource
-
-    from .text.encoders import pick_device
 
     recommend = bench_recommend(sizes=sizes, calls=calls)
     attention = bench_attention(calls=calls)

@@ -55,8 +55,8 @@ TIME_ORDER_HELP = ("how leave-last-out orders events: exact timestamps, or round
 _RESULTS_HELP = "results JSON (default: $CTXREC_HOME/results/<time>.json)"
 _CATALOG_HELP = "catalog CSV (default: the built-in catalog)"
 _Sub = argparse._SubParsersAction  # what add_subparsers returns
-_LLM_DTYPE_HELP = ("the LLM's weights and arithmetic (default: float32 on a CPU, bfloat16 on "
-                   "CUDA; bfloat16 is faster on CPUs with AVX512-BF16 or AMX)")
+_LLM_DTYPE_HELP = ("the LLM's weights and arithmetic (default: bfloat16 on CUDA and on a CPU "
+                   "with AVX512-BF16 or AMX, where it is about 1.5x faster; float32 elsewhere)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,7 +13,7 @@ import torch
 
 from ctxrec import Context, HistoryEntry, ModelLoadError
 from ctxrec.llm.models import (DEFAULT_LLM, CausalLM, _cache_is_complete, _write_cache, load_llm,
-                               packaged_cache_dir, packaged_gguf_path)
+                               native_bfloat16, packaged_cache_dir, packaged_gguf_path)
 from ctxrec.llm.rerank import (LLMReranker, answer_token_ids, build_prompt, prompt_parts,
                                shared_prefix_length)
 
@@ -313,11 +313,14 @@ def test_a_kind_reader_answers_only_where_the_rules_name_no_kind(packaged, catal
 
 
 def test_the_packaged_llm_in_bfloat16_reads_a_list_as_float32_does(packaged, recommender, catalog):
+    full = load_llm(DEFAULT_LLM, device="cpu", dtype="float32")
     half = load_llm(DEFAULT_LLM, device="cpu", dtype="bfloat16")
-    assert half.dtype == torch.bfloat16 and packaged.dtype == torch.float32
+    assert half.dtype == torch.bfloat16 and full.dtype == torch.float32
+    # the default is bfloat16 exactly where the CPU computes in it
+    assert packaged.dtype == (torch.bfloat16 if native_bfloat16() else torch.float32)
     first = recommender.recommend(MORNING, k=12)
     scores = {}
-    for name, llm in (("float32", packaged), ("bfloat16", half)):
+    for name, llm in (("float32", full), ("bfloat16", half)):
         ranked = LLMReranker(llm, scoring="listwise").rerank(first, catalog, MORNING,
                                                              llm_weight=1.0, top_k=12)
         scores[name] = ranked.table.set_index("item_id")["raw_llm"]

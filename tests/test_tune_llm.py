@@ -49,7 +49,8 @@ def tiny_folder(tmp_path_factory):
 
 @pytest.fixture
 def listwise(tiny_folder):
-    return LLMReranker(load_llm(str(tiny_folder), device="cpu"), scoring="listwise")
+    return LLMReranker(load_llm(str(tiny_folder), device="cpu", dtype="float32"),
+                       scoring="listwise")
 
 
 def _briefs(catalog, n=6):
@@ -185,11 +186,13 @@ def test_tuning_learns_keeps_the_best_and_saves_an_adapter_that_loads_merged(lis
     assert saved["validation"]["tuned"] == max(c["valid_ndcg@10"] for c in checks)
     assert saved["weight"] > 0 and "validated weight" in describe_adapter(saved)
     # loaded fresh, merged into the base weights, it scores as the tuned model did
-    loaded = load_tuned_reranker(out, device="cpu")
+    loaded = load_tuned_reranker(out, device="cpu", dtype="float32")  # as it was tuned
     assert loaded.scoring == "listwise" and loaded.name.endswith("+ adapter")
     fresh = score_lists(loaded, valid, catalog)
     np.testing.assert_allclose(fresh, score_lists(listwise, valid, catalog), atol=1e-4)
     assert np.mean([s.argmax() == 2 for s in fresh]) > 0.5
+    default = score_lists(load_tuned_reranker(out, device="cpu"), valid, catalog)
+    assert np.mean([s.argmax() == 2 for s in default]) > 0.5  # what it learned survives bfloat16
 
 
 def test_a_folder_that_is_not_a_tuned_reranker_says_so(tmp_path):
@@ -292,15 +295,22 @@ def test_the_command_tunes_evaluates_and_the_page_offers_the_result(tiny_moviele
 
 def test_the_packaged_model_tunes_and_loads(catalog, tmp_path):
     """One real run: a few steps of LoRA on SmolLM2-135M, saved and merged back."""
-    reranker = LLMReranker(load_llm(DEFAULT_LLM, device="cpu"), scoring="listwise")
+    with pytest.raises(ValueError, match="tunes in float32"):
+        tune_reranker(LLMReranker(load_llm(DEFAULT_LLM, device="cpu", dtype="bfloat16"),
+                                  scoring="listwise"), [{}], [], catalog, tmp_path / "b")
+    reranker = LLMReranker(load_llm(DEFAULT_LLM, device="cpu", dtype="float32"),
+                           scoring="listwise")
     train = _constant_answer_lists(catalog, 4, seed=1)
     valid = _constant_answer_lists(catalog, 2, seed=2)
     info = tune_reranker(reranker, training_rows(train, catalog, reranker), valid, catalog,
                          tmp_path / "a", batch_size=2, eval_every=1, patience=5)
     assert info["steps"] == 2 and len(info["checks"]) == 3 and info["lora_layers"] == 8
-    loaded = load_tuned_reranker(tmp_path / "a", device="cpu")
-    np.testing.assert_allclose(score_lists(loaded, valid, catalog),
-                               score_lists(reranker, valid, catalog), atol=1e-3)
+    tuned = score_lists(reranker, valid, catalog)
+    loaded = load_tuned_reranker(tmp_path / "a", device="cpu", dtype="float32")
+    np.testing.assert_allclose(score_lists(loaded, valid, catalog), tuned, atol=1e-3)
+    # the default load (bfloat16 on a CPU that computes in it) reads the lists the same way
+    default = score_lists(load_tuned_reranker(tmp_path / "a", device="cpu"), valid, catalog)
+    assert np.corrcoef(np.concatenate(default), np.concatenate(tuned))[0, 1] > 0.9
 
 
 def test_the_train_page_tunes_in_the_background_and_hands_the_result_over(tiny_movielens,

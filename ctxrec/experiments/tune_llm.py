@@ -9,6 +9,7 @@ from datetime import datetime
 from pathlib import Path
 
 from ..llm.models import DEFAULT_LLM, load_llm
+from ..text.encoders import pick_device
 from ..llm.rerank import LLMReranker
 from ..sequence.train import SequenceRanker
 from ..tune.reranker import rerank_lists, training_moments, training_rows, tune_reranker
@@ -36,7 +37,9 @@ def run_tune_llm(data: str, checkpoint: str, out: str, model: str = DEFAULT_LLM,
     users = sorted(split.valid, key=str)
     valid = rerank_lists(first, split.queries("valid", users),
                          [split.valid[u].item for u in users], catalog, k=top_k)
-    reranker = LLMReranker(load_llm(model), scoring=scoring)
+    # float32 on a CPU (tune_reranker says why); the adapter then loads onto either dtype
+    reranker = LLMReranker(load_llm(model, dtype="float32" if pick_device() == "cpu" else None),
+                           scoring=scoring)
     rows = training_rows(moments, catalog, reranker, negatives=negatives, seed=seed)
     record = {"dataset": Path(data).name, "checkpoint": str(checkpoint), "top_k": top_k,
               "moments": len(moments), "moments_with_item_in_k":

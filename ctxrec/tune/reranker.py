@@ -238,6 +238,11 @@ def tune_reranker(reranker: LLMReranker, rows: Sequence[dict], valid: Sequence[R
         raise ValueError("no training example: the first stage's top K never holds the item used "
                          "next in the training moments; raise --top-k or --examples-per-user")
     llm = reranker.llm
+    if llm.device == "cpu" and llm.dtype != torch.float32:
+        # bfloat16 keeps 8 bits of mantissa, too few for small updates, and a CPU has no mixed
+        # precision; casting here would tune rounded weights the adapter is never loaded onto
+        raise ValueError("on a CPU the re-ranker tunes in float32: load the model with "
+                         "load_llm(..., dtype='float32')")
     torch.manual_seed(seed)
     # Only the top layers are adapted: the backward pass then stops there, which halves a step
     # on a CPU (the lower layers' activations need no gradient at all).
