@@ -49,9 +49,12 @@ with right:
                        "the item's score with this context minus its score with every field "
                        "unknown.")
         else:
-            st.caption("The **context** bar is the hand-written prior (the situation sentence "
-                       "and the catalog's facets), for catalogs without a log; a sequence model "
-                       "trained on a log with context replaces it with what it learned.")
+            source = "the catalog's facets: when, where and with whom each item fits" \
+                if context.intent.strip() and page.recommender.attributes.available else \
+                "the situation sentence and the catalog's facets"
+            st.caption(f"The **context** bar is the hand-written prior ({source}), for catalogs "
+                       "without a log; a sequence model trained on a log with context replaces "
+                       "it with what it learned.")
         if learned is not None:
             render_field_effects(page.recommender, context, table)
     render_costs(ranking, "rec_costs")
