@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -47,11 +48,21 @@ def test_second_start_ranks_from_the_card_then_loads_for_new_text(home, encoder,
     assert later.tokenizer is later.loaded().tokenizer  # the model's own attributes pass through
 
 
-def test_a_delayed_load_starts_at_once_when_the_model_is_needed(home):
+def test_a_delayed_load_keeps_its_delay_unless_the_model_is_needed(home):
     deferred_encoder()
     seen = []
     later = deferred_encoder(on_loaded=seen.append)
-    later.start_loading(delay=600)  # as the app does after its first page, with a long delay
+    later.start_loading(delay=3)  # as the app does after its first page
+    patient = threading.Thread(target=later.loaded, kwargs={"hurry": False})
+    patient.start()
+    patient.join(timeout=1)
+    assert patient.is_alive() and not later.is_loaded  # a patient wait leaves the delay alone
+    patient.join()
+    assert later.is_loaded and seen == [later.load_seconds]
+
+    seen.clear()
+    later = deferred_encoder(on_loaded=seen.append)
+    later.start_loading(delay=600)
     time.sleep(0.5)
     assert not later.is_loaded
     start = time.perf_counter()
@@ -68,6 +79,14 @@ def test_a_changed_model_folder_is_loaded_not_trusted(home, tmp_path):
     readme = next(p for p in folder.rglob("*.md"))
     readme.write_text(readme.read_text() + "\nedited\n")
     assert deferred_encoder(str(folder)).is_loaded  # a file changed: the card is not used
+
+
+def test_a_card_of_another_shape_is_replaced(home):
+    deferred_encoder()
+    card = next((home / "encoder_cards").glob("*.json"))
+    card.write_text('{"name": "all-MiniLM-L6-v2 (packaged)"}')
+    assert deferred_encoder().is_loaded  # loaded, not trusted
+    assert not deferred_encoder().is_loaded  # and a whole card written again
 
 
 def test_a_broken_store_costs_speed_not_vectors(home, tmp_path, encoder):

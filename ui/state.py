@@ -85,6 +85,7 @@ def _store_default_situations(encoder: DeferredEncoder) -> None:
     texts = sorted({replace(base, when=datetime(2026, month, day, hour)).describe_situation(
         clock=False) for month in (1, 4, 7, 10) for day in range(1, 8) for hour in range(24)})
     try:
+        encoder.loaded("storing the first page's situations", hurry=False)
         for start in range(0, len(texts), 64):
             encoder.encode(texts[start:start + 64])
     except Exception:  # noqa: BLE001  (a missed warm-up costs one later wait, not the page)

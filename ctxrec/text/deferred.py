@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 STORE_MAX_CHARS = 1_000  # longer texts are encoded each time: a store of queries, not documents
 STORE_MAX_BATCH = 64  # a catalog goes through the embedding cache, not here
 STORE_MAX_ROWS = 20_000  # the oldest rows go beyond this
+CARD_KEYS = {"name", "device", "dim", "max_tokens", "precision", "fingerprint", "words", "trust",
+             "source"}
 
 
 class TextVectorStore:
@@ -131,11 +133,13 @@ class DeferredEncoder(TextEncoder):
                                                 name="ctxrec-encoder-load", daemon=True)
                 self._thread.start()
 
-    def loaded(self, reason: str = "asked for") -> TextEncoder:
-        """The loaded encoder, waiting for the load (started here when it was not yet)."""
+    def loaded(self, reason: str = "asked for", hurry: bool = True) -> TextEncoder:
+        """The loaded encoder, waiting for the load (started here when it was not yet; a
+        delayed start is cut short unless ``hurry`` is false)."""
         if self._loaded is None:
             log.info("ctxrec: waiting for %s to load (%s)", self.name, reason)
-            self._hurry.set()
+            if hurry:
+                self._hurry.set()
             self.start_loading()
             self._thread.join()
         if self._loaded is None:
@@ -202,7 +206,11 @@ def deferred_encoder(name: str = DEFAULT_ENCODER, device: str | None = None,
     if card is not None:
         return DeferredEncoder(card, load, store, on_loaded=on_loaded)
     encoder = load()
-    card = write_card(encoder, source, trust_remote_code)
+    try:
+        card = write_card(encoder, source, trust_remote_code)
+    except OSError as err:  # a home that cannot be written costs the fast start, nothing else
+        log.warning("ctxrec: no card written for %s (%s)", name, err)
+        return encoder
     return DeferredEncoder(card, load, store, loaded=encoder)
 
 
@@ -227,9 +235,9 @@ def _read_card(name: str, device: str, trust_remote_code: bool, source: dict) ->
         card = json.loads(_card_path(name, device, trust_remote_code).read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(card, dict) or card.get("source") != source or \
-            card.get("name") != name or card.get("device") != device:
-        return None
+    if not isinstance(card, dict) or not CARD_KEYS <= set(card) or \
+            card["source"] != source or card["name"] != name or card["device"] != device:
+        return None  # another version's card, or another model's: load and write a new one
     return card
 
 
