@@ -66,7 +66,15 @@ def test_negation_excludes_and_leaves_the_excluded_out_of_the_soft_text(reader):
     ("game night, there'll be 6 of us", "with friends"),
     ("game night, there'll be 6 of us", "kind: game"),
     ("a grown-up night out", "out"),
-    ("something for the plane", "travelling"),
+    ("something for the plane", "on board"),
+    ("something for the plane", "not: places to go"),
+    ("stuck in a hotel for work", "travelling"),
+    ("on a train with my 5yo", "with kids"),
+    ("a book for my 10 year old", "with kids"),
+    ("a film with my 15-year-old", "with teens"),
+    ("need to get them out of the house", "out"),
+    ("something the whole family can watch", "kind: film or series"),
+    ("bedtime for the little one", "at home"),
     ("a quick vegetarian dinner", "vegetarian"),
     ("dinner idea, nothing with meat", "vegetarian"),
     ("something on my phone for the bus, no sound", "no sound"),
@@ -91,6 +99,17 @@ def test_no_sound_rules_out_what_needs_it_and_a_teenager_is_not_a_toddler(reader
     companions = catalog.items["companions"]
     assert all({"family", "friends"} & set(companions.iloc[i]) for i in np.flatnonzero(kept)
                if len(companions.iloc[i]))
+
+
+def test_on_board_rules_out_the_places_one_travels_to_but_a_hotel_does_not(reader, catalog):
+    board = next(c for c in reader.read("on a train with my 5yo").constraints
+                 if c.key == "on-board-kinds")
+    broken = board.breaks(catalog)
+    away = catalog.items["category"].isin(["daytrip", "event", "restaurant", "fitness",
+                                           "cafe"]).to_numpy()
+    assert broken.any() and (broken == away).all()
+    assert all(c.key != "on-board-kinds" for c in reader.read("stuck in a hotel").constraints)
+    assert "with kids" not in labels(reader.read("with my mum, she's 75"))
 
 
 def test_a_device_asked_for_rules_out_items_used_on_no_device(reader, catalog):

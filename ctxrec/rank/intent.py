@@ -60,7 +60,8 @@ KIND_WORDS = {
     "daytrip": r"day ?trips?|day out|excursions?|outings?",
 }
 # when no kind is named: what the person wants to do points at a few kinds
-KIND_HINTS = {("film", "series"): r"to watch|watch something|put on",
+KIND_HINTS = {("film", "series"): (r"(?:to|can|could|all|we'?ll) watch|watch something|"
+                                   r"watch together|put on"),
               ("podcast", "longread", "book"): (r"learn\w*|teach me|educational|informative|"
                                                 r"explainers?"),
               ("music", "podcast"): r"to listen to|listen to|something to listen",
@@ -90,6 +91,10 @@ SCREEN = (r"screen[- ]?free|no screens?|without (?:a |any )?screens?|off[- ](?:t
           r"away from (?:the )?screens?|unplugged|no devices?|not on (?:a|my) (?:phone|screen)|"
           r"(?:anything but|not) (?:a |any )?screens?|no wi-?fi|offline|"
           r"(?:doesn'?t|does not|don'?t|do not|won'?t) (?:involve|need|use) (?:a |any )?screens?")
+# kinds that are places to go to: not what one does on board a train or a plane
+DESTINATION_KINDS = ("daytrip", "event", "restaurant", "fitness", "cafe")
+# "my 5yo", "a 10 year old": under 13 is a child, 13 to 19 a teenager
+AGE = r"(\d+)[- ]?(?:yo|y/o|years?[- ]olds?|years? old)"
 # content that needs sound; with no sound these kinds are out
 SILENT = (r"no sound|without (?:the )?sound|sound off|silent(?:ly)?|on mute|muted|"
           r"(?:no|without|forgot(?: my)?) (?:headphones|earphones|earbuds)")
@@ -110,17 +115,19 @@ PLACE_LIMITS = {
     "outdoors": (r"outdoors?|outside|fresh air|open air|in the park", "outdoors",
                  ("outdoors", "travel")),
     "at-home": (r"at home|on the (?:sofa|couch)|from home|stay(?:ing)? in|(?:a )?night in|"
-                r"coming over|come over|(?:at|to) (?:mine|ours|my place)|before bed|in bed",
+                r"coming over|come over|(?:at|to) (?:mine|ours|my place)|before bed|in bed|bedtime",
                 "at home", ("home",)),
+    # on board: only what goes with the person (the kinds one travels to are out, below)
+    "on-board": (r"(?:on|for) (?:a|the) (?:plane|flight)|(?:a|the|long) flight|on (?:a|the) train|"
+                 r"train (?:ride|journey)", "on board", ("travel", "commute")),
     "commute": (r"commut\w*|on (?:my|the) way|(?:on|for) the (?:train|bus|tube|metro)",
                 "on the way", ("commute",)),
     "out": (r"(?:night|evening|afternoon|day) out|go(?:ing)? out|out (?:in|on) the town|in town|"
-            r"out and about", "out", ("city", "outdoors", "travel")),
-    "travel": (r"plane|flights?|airport|hotel|on (?:a|the) train|train (?:ride|journey)",
-               "travelling", ("travel", "commute")),
+            r"out and about|out of the house", "out", ("city", "outdoors", "travel")),
+    "travel": (r"plane|flights?|airport|hotel", "travelling", ("travel", "commute")),
 }
 AUDIENCE = {
-    "kids": r"kids?|children|child|toddlers?|little ones?|family|son|daughter|\d+ ?yo",
+    "kids": r"kids?|children|child|toddlers?|little ones?|family|son|daughter",
     # a teenager is family company, or a friend's, but not a toddler's
     "teens": r"teen\w*|adolescents?",
     "partner": r"date night|a date|my (?:partner|wife|husband|girlfriend|boyfriend)|for two",
@@ -474,9 +481,18 @@ class IntentReader:
             if re.search(rf"\b(?:{pattern})\b", text):
                 if key == "outdoors" and any(c.key == "indoors" for c in out):
                     continue  # "pouring outside" is weather, not a wish to be outdoors
+                if key == "travel" and any(c.key == "on-board" for c in out):
+                    continue  # "on the plane" says it already
                 out.append(Constraint(key, label, "place", "places", values))
+                away = tuple(k for k in DESTINATION_KINDS if k in self.kinds)
+                if key == "on-board" and away:
+                    out.append(Constraint("on-board-kinds", "not: places to go", "exclusion",
+                                          "category", away))
         audiences = [who for who, pattern in AUDIENCE.items()
                      if re.search(rf"\b(?:{pattern})\b", text)]
+        for age in re.findall(rf"\b{AGE}", text):
+            audiences.append("kids" if int(age) < 13 else "teens" if int(age) < 20 else "")
+        audiences = [who for who in dict.fromkeys(audiences) if who]
         if "teens" in audiences and "kids" in audiences:
             audiences.remove("kids")  # "my teenage son"
         for who in audiences:
