@@ -51,3 +51,21 @@ def test_structured_match_counts_only_facets_that_apply():
     np.testing.assert_allclose(score, [1.0, 0.2, 1.0])
     late, _ = attributes.match("night", "weekend", "home", "tv", ("partner", "friends"))
     np.testing.assert_allclose(late, [0.25, 1.0, 1.0])
+
+
+def test_a_season_named_in_the_tags_fits_its_season_and_half_its_neighbours():
+    csv = ("id,title,tags,places\n"
+           "1,Lake swim,lake;summer,outdoors\n"
+           "2,Fondue,cheese;winter,city\n"
+           "3,Pub quiz,quiz,city\n"
+           "4,Harvest fair,autumn;summer,outdoors\n").encode()
+    attributes = StructuredAttributes.from_catalog(read_catalog_csv(csv))
+    november, facets = attributes.match("evening", "weekday", "city", "none", (), "autumn")
+    assert facets == ["place", "season"]  # the catalog states no other facet
+    # place: 2 and 3 fit; season: summer (1) and winter (2) are autumn's neighbours (0.5), 4 is
+    # in season (1), and 3 names no season, so only its place counts
+    np.testing.assert_allclose(november, [0.5 / 2, 1.5 / 2, 1 / 1, 1 / 2])
+    july, _ = attributes.match("evening", "weekday", "city", "none", (), "summer")
+    assert july[0] > november[0] and july[1] < november[1]  # winter is summer's opposite
+    untagged = read_catalog_csv(b"id,title,tags\n1,A,quiz\n")
+    assert StructuredAttributes.from_catalog(untagged).seasons is None

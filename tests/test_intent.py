@@ -110,6 +110,11 @@ def test_on_board_rules_out_the_places_one_travels_to_but_a_hotel_does_not(reade
     assert broken.any() and (broken == away).all()
     assert all(c.key != "on-board-kinds" for c in reader.read("stuck in a hotel").constraints)
     assert "with kids" not in labels(reader.read("with my mum, she's 75"))
+    # a night out is in town or outdoors, not something used while travelling
+    out = next(c for c in reader.read("date night out").constraints if c.key == "out")
+    places = catalog.items["places"]
+    assert all(out.breaks(catalog)[i] == (not {"city", "outdoors"} & set(p))
+               for i, p in enumerate(places) if p)
 
 
 def test_a_device_asked_for_rules_out_items_used_on_no_device(reader, catalog):

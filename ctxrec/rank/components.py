@@ -12,6 +12,8 @@ import numpy as np
 
 from ..data.catalog import COMPANIONS, DAYPARTS, DEVICES, MOODS, PLACES, Catalog
 
+SEASONS = ("winter", "spring", "summer", "autumn")  # in the year's order, as Context.season names
+
 __all__ = ["MOOD_PROTOTYPES", "StructuredAttributes", "history_attention", "mood_distribution",
            "mood_match", "standardise", "top_in_order"]
 
@@ -91,6 +93,7 @@ class StructuredAttributes:
     devices: np.ndarray | None  # (N, 5); an all-False row means "needs no device"
     companions: np.ndarray | None  # (N, 6)
     moods: np.ndarray | None  # (N,) index into MOODS, -1 where none is stated
+    seasons: np.ndarray | None = None  # (N, 4), from season names among the tags (SEASONS order)
 
     @classmethod
     def from_catalog(cls, catalog: Catalog) -> StructuredAttributes:
@@ -112,9 +115,15 @@ class StructuredAttributes:
             moods = np.array([index.get(m, -1) for m in items["mood"]], dtype=np.int64)
         days = items["days"].fillna("any").replace("", "any").to_numpy() \
             if "days" in items.columns else None
+        seasons = None
+        if "tags" in items.columns:
+            seasons = np.array([[s in (tags or ()) for s in SEASONS] for tags in items["tags"]],
+                               dtype=bool).reshape(len(items), len(SEASONS))
+            seasons = seasons if seasons.any() else None
         return cls(n=len(items), dayparts=multi_hot("dayparts", DAYPARTS), days=days,
                    places=multi_hot("places", PLACES), devices=multi_hot("devices", DEVICES),
-                   companions=multi_hot("companions", COMPANIONS), moods=moods)
+                   companions=multi_hot("companions", COMPANIONS), moods=moods,
+                   seasons=seasons)
 
     @property
     def available(self) -> bool:
@@ -122,10 +131,15 @@ class StructuredAttributes:
                                            self.companions))
 
     def match(self, daypart: str, day_type: str, place: str, device: str,
-              companions: tuple[str, ...]) -> tuple[np.ndarray, list[str]]:
-        """Share of the applicable facets (daypart, day type, place, device, companions) that fit.
+              companions: tuple[str, ...], season: str | None = None
+              ) -> tuple[np.ndarray, list[str]]:
+        """Share of the applicable facets (daypart, day type, place, device, companions, season)
+        that fit.
 
-        The arguments are a :class:`~ctxrec.data.context.Context`'s derived fields of the same names.
+        The arguments are a :class:`~ctxrec.data.context.Context`'s derived fields of the same
+        names. An item tagged with a season fits it fully, the seasons next to it by half and the
+        opposite one not at all (in November an autumn fair fits, a winter fondue half, a spring
+        blossom walk not at all).
 
         Returns:
             (N,) scores in [0, 1] and the names of the facets used.
@@ -149,6 +163,12 @@ class StructuredAttributes:
             cols = [COMPANIONS.index(c) for c in companions]
             fit = self.companions[:, cols].mean(axis=1)
             facets.append(("companions", fit, self.companions.any(axis=1)))
+        if self.seasons is not None and season in SEASONS:
+            now = SEASONS.index(season)
+            closeness = np.array([1.0 - min((i - now) % 4, (now - i) % 4) / 2
+                                  for i in range(len(SEASONS))], dtype=np.float32)
+            fit = (self.seasons * closeness).max(axis=1)
+            facets.append(("season", fit, self.seasons.any(axis=1)))
         if not facets:
             return np.zeros(n, dtype=np.float32), []
         fits = np.stack([f.astype(np.float32) * a for _, f, a in facets])

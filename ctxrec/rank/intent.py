@@ -123,7 +123,7 @@ PLACE_LIMITS = {
     "commute": (r"commut\w*|on (?:my|the) way|(?:on|for) the (?:train|bus|tube|metro)",
                 "on the way", ("commute",)),
     "out": (r"(?:night|evening|afternoon|day) out|go(?:ing)? out|out (?:in|on) the town|in town|"
-            r"out and about|out of the house", "out", ("city", "outdoors", "travel")),
+            r"out and about|out of the house", "out", ("city", "outdoors")),
     "travel": (r"plane|flights?|airport|hotel", "travelling", ("travel", "commute")),
 }
 AUDIENCE = {

@@ -295,7 +295,7 @@ class Recommender:
         # keyed on what the score depends on, so a new intent reuses it
         key = (context.describe_situation(clock=False), self._text_share(context),
                context.daypart, context.day_type, context.place, context.device,
-               context.companions)
+               context.companions, context.season)
         return self._situation(key) if rows is None else self._context_component(key, rows)
 
     def _text_share(self, context: Context) -> float:
