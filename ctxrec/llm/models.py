@@ -24,8 +24,8 @@ import torch
 from ..data.home import data_home
 from ..text.encoders import ModelLoadError, hub_out_of_reach, pick_device
 
-__all__ = ["DEFAULT_LLM", "LLM_DTYPES", "PACKAGED_GGUF", "CausalLM", "load_llm", "native_bfloat16",
-           "packaged_cache_dir", "packaged_gguf_path"]
+__all__ = ["DEFAULT_LLM", "LLM_DTYPES", "PACKAGED_GGUF", "CausalLM", "load_llm",
+           "native_bfloat16", "packaged_cache_dir", "packaged_gguf_path"]
 
 DEFAULT_LLM = "SmolLM2-135M-Instruct (packaged)"
 PACKAGED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -241,7 +241,8 @@ def load_llm(name: str = DEFAULT_LLM, device: str | None = None,
             weights before they are wrapped, so scores cost what the base model's cost.
         dtype: ``float32`` or ``bfloat16``; by default bfloat16 on CUDA and on a CPU with
             native bfloat16 instructions (AVX512-BF16, AMX; about 1.5× faster there, ``bench
-            rerank``), float32 elsewhere. Tuning makes the weights float32 on a CPU.
+            rerank``), float32 elsewhere. Tuning on a CPU needs float32 (``tune-llm`` loads
+            so).
 
     Raises:
         ModelLoadError: with a readable reason, whatever went wrong.

@@ -12,7 +12,8 @@ Raw component ranges (kept in the ``raw_<component>`` columns):
 * ``history``: target attention over the history, Σ_j a_ij · signal_j · cos(item, h_j), in [-1, 1]
   (source 003); the weights a_ij are kept for the explanation.
 * ``context``: ``text_share`` · cos(situation, item) + (1 − ``text_share``) · share of matching
-  structured facets, in [-text_share, 1].
+  structured facets, in [-text_share, 1]; ``text_share`` is 0 when an intent is typed and the
+  catalog has facets, 1 when it has none.
 * ``mood``: P(item's mood | intent) in [0, 1] (source 004's sentiment matching).
 * ``popularity``: log(1 + count) / log(1 + max count) in [0, 1].
 * ``sequence``: log P(item is next | the history in order) from an attached sequence model
