@@ -551,6 +551,9 @@ def _add_model_flags(tr: argparse.ArgumentParser) -> None:
     tr.add_argument("--layers", type=int, default=_default(SequenceConfig, "layers"))
     tr.add_argument("--heads", type=int, default=_default(SequenceConfig, "heads"))
     tr.add_argument("--dropout", type=float, default=_default(SequenceConfig, "dropout"))
+    tr.add_argument("--id-dropout", type=float, default=_default(SequenceConfig, "id_dropout"),
+                    help="hybrid: share of items scored on their text alone in each training "
+                         "batch, for items never trained on (cold start)")
     tr.add_argument("--context-entry", choices=CONTEXT_ENTRIES, default=None,
                     help="how the predicted event's context enters the model: attended tokens, "
                          f"a gate, or none (default: {LOG_CONTEXT_ENTRY} for --log, none for "
@@ -603,7 +606,8 @@ def _run_train(args: argparse.Namespace) -> int:
         encoder=args.model, cold_start=args.cold_start, time_order=args.time_order,
         model=SequenceConfig(n_items=1, max_len=args.max_len, hidden=args.hidden,
                              layers=args.layers, heads=args.heads, dropout=args.dropout,
-                             item_repr=args.item_repr, memory=args.memory, context=entry),
+                             item_repr=args.item_repr, memory=args.memory, context=entry,
+                             id_dropout=args.id_dropout),
         train=TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                           loss=args.loss, n_negatives=args.negatives, patience=args.patience,
                           stride=args.stride, shuffle_windows=not args.fixed_windows,

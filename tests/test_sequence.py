@@ -178,6 +178,23 @@ def test_unknown_items_keep_their_text_in_the_hybrid_model():
     assert not torch.allclose(table[1], text_only[1])
 
 
+def test_id_dropout_scores_some_known_items_by_their_text_in_training_only():
+    config = SequenceConfig(n_items=400, hidden=8, heads=2, item_repr="hybrid", text_dim=3,
+                            id_dropout=0.25)
+    model = SASRec(config, torch.randn(400, 3))
+    text_only = model.text_proj(model.text_vectors)
+    torch.manual_seed(0)
+    model.train()
+    dropped = (model.item_table() - text_only).abs().sum(-1)[1:] == 0
+    assert 0.15 < dropped.float().mean() < 0.35  # about a quarter, drawn anew for each batch
+    torch.manual_seed(1)
+    assert not torch.equal(dropped, (model.item_table() - text_only).abs().sum(-1)[1:] == 0)
+    model.eval()
+    assert ((model.item_table() - text_only).abs().sum(-1)[1:] > 0).all()  # none when scoring
+    with pytest.raises(ValueError, match="id_dropout"):
+        SequenceConfig(n_items=3, id_dropout=1.0)
+
+
 def test_bad_configs_say_what_is_wrong():
     with pytest.raises(ValueError, match="item_repr"):
         SequenceConfig(n_items=3, item_repr="bag")

@@ -37,6 +37,9 @@ class SequenceConfig:
     memory: Literal["truncate", "xl", "hierarchical"] = "truncate"
     n_summaries: int = 16  # hierarchical: how many earlier segments are summarised
     repeat_offset: bool = True  # learn one score offset for items already in the history
+    # hybrid: the share of known items scored on their text alone in each training batch, so the
+    # model also learns to rank an item by its text, as it must for items never trained on
+    id_dropout: float = 0.0
     # how the predicted event's context enters (see context_model): "none" is the plain model
     context: Literal["none", "tokens", "gate"] = "none"
     context_sizes: tuple[int, ...] = ()  # codes per context field, "unknown" included
@@ -49,6 +52,8 @@ class SequenceConfig:
         if self.context not in CONTEXT_ENTRIES:
             raise ValueError(f"context must be one of {CONTEXT_ENTRIES}, not '{self.context}'")
         object.__setattr__(self, "context_sizes", tuple(int(s) for s in self.context_sizes))
+        if not 0 <= self.id_dropout < 1:
+            raise ValueError(f"id_dropout must be in [0, 1), not {self.id_dropout}")
         if self.hidden % self.heads:
             raise ValueError(f"hidden ({self.hidden}) must be divisible by heads ({self.heads})")
 

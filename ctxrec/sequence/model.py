@@ -156,7 +156,10 @@ class SASRec(nn.Module):
                                                      > 0)
         if c.item_repr == "text":
             return text
-        return text + self.item_id.weight * self.known.unsqueeze(-1)
+        known = self.known
+        if self.training and c.id_dropout > 0:
+            known = known & (torch.rand(known.shape, device=known.device) >= c.id_dropout)
+        return text + self.item_id.weight * known.unsqueeze(-1)
 
     def forward(self, batch: SequenceInput, table: torch.Tensor | None = None,
                 keep_weights: bool = False, memory: str | None = None
