@@ -344,8 +344,10 @@ class Recommender:
 
     def _read_intent(self, text: str) -> ReadIntent:
         reading = self.reader.read(text)
+        # asked only when the rules name no kind wanted (a kind ruled out, "not: restaurant" or
+        # on board, still leaves the question open)
         if self.kind_reader is None or not text or \
-                any(c.column == "category" for c in reading.constraints):
+                any(c.kind == "kind" for c in reading.constraints):
             return reading
         answer = self.kind_reader.answer(text)
         if answer is None:
