@@ -50,7 +50,7 @@ with right:
                        "unknown.")
         else:
             source = "the catalog's facets: when, where and with whom each item fits" \
-                if context.intent.strip() and page.recommender.attributes.available else \
+                if page.recommender.situation_text_share(context) == 0 else \
                 "the situation sentence and the catalog's facets"
             st.caption(f"The **context** bar is the hand-written prior ({source}), for catalogs "
                        "without a log; a sequence model trained on a log with context replaces "

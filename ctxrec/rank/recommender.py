@@ -294,13 +294,13 @@ class Recommender:
 
     def context_scores(self, context: Context, rows: Rows | None = None) -> np.ndarray:
         # keyed on what the score depends on, so a new intent reuses it
-        key = (context.describe_situation(clock=False), self._text_share(context),
+        key = (context.describe_situation(clock=False), self.situation_text_share(context),
                context.daypart, context.day_type, context.place, context.device,
                context.companions, context.season)
         return self._situation(key) if rows is None else self._context_component(key, rows)
 
-    def _text_share(self, context: Context) -> float:
-        """The encoded situation's share of the context score."""
+    def situation_text_share(self, context: Context) -> float:
+        """The encoded situation's share of the context score (0: the catalog's facets alone)."""
         if not self.attributes.available:
             return 1.0
         return self.config.context_text_share_with_intent if context.intent.strip() else \
@@ -449,7 +449,7 @@ class Recommender:
             # cached per text, so the components below read these without encoding again
             queries = {"intent": self._encode(text) if text else None,
                        "context": self._encode(context.describe_situation(clock=False))
-                       if wants_context and self._text_share(context) else None}
+                       if wants_context and self.situation_text_share(context) else None}
         sequence = None
         if positions and self.sequence_model is not None and weights["sequence"]:
             weight = next(self.sequence_model.model.parameters())
@@ -492,7 +492,7 @@ class Recommender:
         with meter.stage("retrieve", "cpu", "SQ8"):
             steered, more = self._candidates(queries, positions, signals, weights, sequence,
                                              reading.constraints if reading is not None else (),
-                                             scored, self._text_share(context))
+                                             scored, self.situation_text_share(context))
         with meter.stage("components", *place):
             # each item's raw scores depend on it alone: those scored to steer the search are kept
             return _joined(steered, scored(more, np.zeros(len(more), dtype=bool))) \

@@ -49,12 +49,18 @@ class TextVectorStore:
 
     def __init__(self, path: Path | None = None):
         self.path = Path(path) if path else data_home() / "text_vectors.sqlite"
+        self._ready = False  # the schema is made once per store, not on every call
 
     def _connect(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self._ready:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(self.path, timeout=5)
-        db.execute("CREATE TABLE IF NOT EXISTS vectors (fingerprint TEXT, text TEXT, "
-                   "vector BLOB, added REAL, PRIMARY KEY (fingerprint, text))")
+        if not self._ready:
+            # the index on ``added`` keeps the pruning in ``put`` from sorting the whole table
+            db.executescript("CREATE TABLE IF NOT EXISTS vectors (fingerprint TEXT, text TEXT, "
+                             "vector BLOB, added REAL, PRIMARY KEY (fingerprint, text));"
+                             "CREATE INDEX IF NOT EXISTS vectors_added ON vectors (added);")
+            self._ready = True
         return db
 
     def get(self, fingerprint: str, texts: Sequence[str], dim: int) -> dict[str, np.ndarray]:
@@ -73,6 +79,7 @@ class TextVectorStore:
                         if vector.shape == (dim,):  # a row of another size is not trusted
                             found[text] = vector
         except sqlite3.Error as err:  # a broken store costs speed, never a ranking
+            self._ready = False  # a file removed meanwhile gets its schema again next time
             log.warning("ctxrec: text vector store unreadable (%s); encoding instead", err)
         return found
 
@@ -86,6 +93,7 @@ class TextVectorStore:
                 db.execute("DELETE FROM vectors WHERE rowid IN (SELECT rowid FROM vectors "
                            "ORDER BY added DESC LIMIT -1 OFFSET ?)", (STORE_MAX_ROWS,))
         except sqlite3.Error as err:
+            self._ready = False
             log.warning("ctxrec: text vector store not written (%s)", err)
 
 
