@@ -54,7 +54,10 @@ def test_negation_excludes_and_leaves_the_excluded_out_of_the_soft_text(reader):
     ("a series", "kind: series"),
     ("a podcast", "kind: podcast"),
     ("something to read", "kind: book or longread"),
-    ("pastries on my way to the office", "kind: cafe"),
+    ("a café on my way to the office", "kind: cafe"),
+    ("quick healthy lunch I can pack for work", "kind: recipe"),
+    ("free things to do in the city", "out"),
+    ("a night in town", "out"),
     ("with the kids", "with kids"),
     ("something to get me going, 20 min tops", "≤ 20 min"),
     ("got 10 minutes before I leave the house", "≤ 10 min"),
@@ -149,6 +152,40 @@ def test_tags_and_moods_asked_for_are_preferences_but_not_when_negated(reader):
         c for c in reading.preferences if c.key != "like-tag-jazz")
 
 
+def test_a_degree_is_neither_an_exclusion_nor_a_preference(reader):
+    spooky = reader.read("something spooky but not too scary")
+    assert labels(spooky) == [] and "likes: spooky" in {c.label for c in spooky.preferences}
+    assert "not: tense" in labels(reader.read("nothing scary"))
+    assert "not: melancholic" in labels(reader.read("nothing that feels sad"))
+    assert "likes: cheerful" not in {c.label for c in
+                                     reader.read("happy to spend 3+ hours on it").preferences}
+
+
+def test_a_negated_sort_of_thing_rules_out_that_sort_not_the_whole_kind(reader):
+    assert labels(reader.read("not another cooking show")) == ["not: cooking"]
+    horror = labels(reader.read("anything but a horror film"))
+    assert "not: horror" in horror and "kind: film" in horror and "not: film" not in horror
+    assert labels(reader.read("no more films")) == ["not: film"]
+    assert labels(reader.read("not a restaurant dinner")) == ["not: restaurant"]
+
+
+def test_what_a_cafe_sells_is_a_preference_and_plurals_name_their_tag(reader):
+    coffee = reader.read("sunday reset: slow morning, coffee, nothing planned")
+    assert all(c.kind != "kind" for c in coffee.constraints)
+    assert "likes: cafe" in {c.label for c in coffee.preferences}
+    liked = {c.label for c in reader.read("nature documentaries").preferences}
+    assert {"likes: nature", "likes: documentary"} <= liked
+    assert "likes: news" not in {c.label for c in reader.read("something new").preferences}
+
+
+def test_a_teenager_gets_no_toddler_songs(recommender, catalog):
+    ranking = recommender.recommend(Context(intent="something to do with my teenage son",
+                                            place="home", companions=("family",)), k=10)
+    assert "not: for young kids" in labels(ranking.understood)
+    for item in ranking.table["item_id"]:
+        assert not {"kids", "toddlers", "preschool"} & set(catalog.record(item)["tags"])
+
+
 def test_a_diet_limits_food_only_and_an_untagged_dish_is_not_known_to_be_meat_free(reader,
                                                                                    catalog):
     reading = reader.read("a quick vegetarian dinner to cook tonight")
@@ -210,6 +247,19 @@ def test_a_broken_limit_ranks_below_every_kept_one_and_the_breakdown_still_sums(
                                "constraints")]].sum(axis=1)
     np.testing.assert_allclose(parts, table["score"], rtol=1e-5, atol=1e-4)
     assert any("break a limit" in note for note in ranking.notes)
+
+
+def test_breaking_what_the_person_named_costs_more_than_breaking_a_listed_situation(
+        recommender, catalog):
+    # a series not listed for lunch ranks above music, and both below every item that fits
+    context = Context(intent="something to watch on my phone during lunch")
+    table = recommender.recommend(context, k=len(catalog), exclude_seen=False).table
+    kind_only = [r for r, b in enumerate(table["broken"]) if b == ("kind: film or series",)]
+    time_only = [r for r, b in enumerate(table["broken"]) if b == ("midday",)]
+    kept = [r for r, b in enumerate(table["broken"]) if not b]
+    assert kind_only and time_only and kept
+    assert max(kept) < min(time_only) and max(time_only) < min(kind_only)
+    np.testing.assert_array_equal(table["raw_constraints"].iloc[time_only], -0.5)
 
 
 def test_a_dropped_limit_lets_its_items_back(recommender):

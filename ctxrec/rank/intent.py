@@ -50,11 +50,12 @@ KIND_WORDS = {
     "book": r"books?|novels?|something to read|to read|reading|(?:a|short|quick|good) read",
     "longread": (r"longreads?|long reads?|articles?|essays?|something to read|to read|reading|"
                  r"(?:a|short|quick|good) read"),
-    "recipe": r"recipes?|to cook|cooking|to bake|baking|make (?:dinner|lunch|breakfast)",
+    "recipe": (r"recipes?|to cook|cooking|to bake|baking|make (?:dinner|lunch|breakfast)|"
+               r"pack(?:ed)? lunch(?:es)?|lunch ?box(?:es)?|(?:can|to) pack"),
     # "game day" is a match on television, not a game to play
     "game": r"games?(?![- ]day)|(?:board|card|video|party|puzzle|word) ?games?|game night|to play",
     "restaurant": r"restaurants?|dinner out|eat(?:ing)? out|lunch out",
-    "cafe": r"caf[eé]s?|coffee|pastr(?:y|ies)|croissants?",
+    "cafe": r"caf[eé]s?|coffee ?shops?|coffee houses?|tea ?rooms?",
     "event": r"events?|concerts?|gigs?|festivals?|exhibitions?|live music|workshops?",
     "fitness": r"workouts?|exercises?|yoga|fitness|training session",
     "daytrip": r"day ?trips?|day out|excursions?|outings?",
@@ -67,20 +68,29 @@ KIND_HINTS = {("film", "series"): (r"(?:to|can|could|all|we'?ll) watch|watch som
               ("music", "podcast"): r"to listen to|listen to|something to listen",
               ("recipe", "restaurant", "cafe"): (r"dinner|lunch|breakfast|meal|food|snacks?|"
                                                  r"something to eat|hungry|to eat")}
+# what a kind of place sells names it less surely than its name: "slow morning, coffee" is a
+# cup at home, so these are preferences, not limits
+SOFT_KIND_WORDS = {"cafe": r"coffee|pastr(?:y|ies)|croissants?|espresso|cappuccino|latte"}
 MOOD_WORDS = {
     "melancholic": r"sad|depressing|melanchol\w*|tear ?jerkers?|gloomy|grief|bleak",
-    "tense": r"tense|scary|creepy|frightening|thrill\w*|suspense\w*|dark",
+    "tense": r"tense|scary|creepy|frightening|thrill\w*|suspense\w*|dark|intense",
     "funny": r"funny|comed\w*|hilarious|laughs?",
     "calm": r"calm|relax\w*|chill|peaceful|quiet",
     "cozy": r"cozy|cosy|snug",
     "romantic": r"romantic|romance",
     "energetic": r"energetic|upbeat|high[- ]energy|intense",
     "thoughtful": r"thoughtful|deep|thought-provoking",
-    "cheerful": r"cheerful|happy|feel[- ]good|uplifting",
+    "cheerful": r"cheerful|happy(?! to\b)|feel[- ]good|uplifting",  # "happy to wait" is willing
     "adventurous": r"adventurous|adventure",
     "social": r"social|sociable",
     "focused": r"focus(?:ed)?|concentrat\w*|productive",
 }
+# "not too scary" asks for a little of it, not for none: neither an exclusion nor a preference
+DEGREE = (r"(?:not|isn'?t|aren'?t) (?:too|overly|very|that|so|super|all that) \w+|"
+          r"nothing (?:too|overly|very|super) \w+")
+# the nouns that name a format; a word before one says what kind of it ("cooking show")
+FORMAT_NOUNS = (r"shows?|programmes?|programs?|channels?|videos?|films?|movies?|series|"
+                r"podcasts?|books?|novels?|documentar(?:y|ies)|songs?|music|games?")
 NEGATION = (r"anything but|anything except|everything but|other than|not|no|nothing|without|"
             r"never|avoid|skip|except|none|don'?t want|do not want|rather not|not into|hate|"
             r"no more|isn'?t|aren'?t|instead of")
@@ -114,7 +124,7 @@ PLACE_LIMITS = {
                 r"stay(?:ing)? in", "indoors", ("home", "work", "city", "commute", "gym")),
     "outdoors": (r"outdoors?|outside|fresh air|open air|in the park", "outdoors",
                  ("outdoors", "travel")),
-    "at-home": (r"at home|on the (?:sofa|couch)|from home|stay(?:ing)? in|(?:a )?night in|"
+    "at-home": (r"at home|on the (?:sofa|couch)|from home|stay(?:ing)? in|(?:a )?night in(?! town| the)|"
                 r"coming over|come over|(?:at|to) (?:mine|ours|my place)|before bed|in bed|bedtime",
                 "at home", ("home",)),
     # on board: only what goes with the person (the kinds one travels to are out, below)
@@ -122,7 +132,8 @@ PLACE_LIMITS = {
                  r"train (?:ride|journey)", "on board", ("travel", "commute")),
     "commute": (r"commut\w*|on (?:my|the) way|(?:on|for) the (?:train|bus|tube|metro)",
                 "on the way", ("commute",)),
-    "out": (r"(?:night|evening|afternoon|day) out|go(?:ing)? out|out (?:in|on) the town|in town|"
+    "out": (r"(?:night|evening|afternoon|day) out|go(?:ing)? out|out (?:in|on) the town|"
+            r"(?:in|around|into) (?:the )?(?:city|town)(?: cent(?:re|er))?|downtown|"
             r"out and about|out of the house", "out", ("city", "outdoors")),
     "travel": (r"plane|flights?|airport|hotel", "travelling", ("travel", "commute")),
 }
@@ -136,6 +147,8 @@ AUDIENCE = {
     "alone": r"alone|by myself|on my own|solo|just me",
     "colleagues": r"colleagues|co-?workers|my team|the team",
 }
+# the tags that mark an item as made for young children
+YOUNG_TAGS = ("kids", "toddlers", "preschool", "picture-book", "lullabies")
 # "on my phone": the item must be usable on that device
 DEVICES = {"phone": r"(?:on|for) (?:my|the|a) (?:phone|mobile)",
            "tablet": r"(?:on|for) (?:my|the|a) (?:tablet|ipad)",
@@ -337,6 +350,10 @@ class IntentReader:
         self._not_preferences = self.kinds | {v for column in SITUATION_COLUMNS
                                               for v in self.values(column)}
         spoken = {t.replace("-", " "): t for t in self.tags if len(t) > 2}
+        for said, tag in list(spoken.items()):  # "documentaries" asks for "documentary"
+            plural = _plural(said)
+            if plural:
+                spoken.setdefault(plural, tag)
         self._tag_words = spoken
         self._tag_pattern = re.compile(r"\b(?:" + "|".join(
             re.escape(s) for s in sorted(spoken, key=len, reverse=True)) + r")\b") \
@@ -351,7 +368,13 @@ class IntentReader:
             + " "
         found: list[Constraint] = []
         lowered = self._limits(lowered, found)
+        lowered = re.sub(rf"\b{DEGREE}\b", " ", lowered)
         kept, negated = _split_negation(lowered)
+        # "anything but a horror film" still asks for a film
+        kept += " " + " ".join(m.group(0) for clause in negated for pattern in
+                               self._kind_words.values() for m in pattern.finditer(clause)
+                               if self._modified(clause, m) and
+                               re.fullmatch(rf"(?:{FORMAT_NOUNS})", m.group(0)))
         found += self._exclusions(negated)
         found += self._positive(kept)
         unique = list({c.key: c for c in found}.values())
@@ -365,6 +388,10 @@ class IntentReader:
                  if mood in self.moods and re.search(rf"\b(?:{pattern})\b", text)]
         found = [Constraint(f"like-mood-{mood}", f"likes: {mood}", "preference", "mood", (mood,))
                  for mood in moods]
+        found += [Constraint(f"like-kind-{kind}", f"likes: {kind}", "preference", "category",
+                             (kind,))
+                  for kind, pattern in SOFT_KIND_WORDS.items()
+                  if kind in self.kinds and re.search(rf"\b(?:{pattern})\b", text)]
         if self._tag_pattern is not None:
             tags = dict.fromkeys(self._tag_words[m.group(0)]
                                  for m in self._tag_pattern.finditer(text.replace("-", " ")))
@@ -432,7 +459,7 @@ class IntentReader:
         out = []
         for clause in negated:
             for kind, pattern in self._kind_words.items():
-                if pattern.search(clause):
+                if any(not self._modified(clause, m) for m in pattern.finditer(clause)):
                     out.append(Constraint(f"not-kind-{kind}", f"not: {kind}", "exclusion",
                                           "category", (kind,)))
             for mood, pattern in MOOD_WORDS.items():
@@ -448,6 +475,16 @@ class IntentReader:
                 out.append(Constraint(f"not-tag-{tag}", f"not: {tag}", "exclusion", "tags",
                                       (tag,)))
         return out
+
+    def _modified(self, clause: str, match: re.Match) -> bool:
+        """Whether a kind word in a negated clause is half of a "cooking show" or a "horror
+        film": then what is ruled out is that sort of thing, not every item of the kind."""
+        if re.match(rf"\s+(?:{FORMAT_NOUNS})\b", clause[match.end():]):
+            return True  # the kind word says what sort of show
+        before = re.search(r"([\w-]+)\s+$", clause[:match.start()])
+        return bool(before and re.fullmatch(rf"(?:{FORMAT_NOUNS})", match.group(0)) and
+                    (before.group(1) in self.tags or
+                     any(re.fullmatch(p, before.group(1)) for p in MOOD_WORDS.values())))
 
     def _kinds(self, text: str) -> list[str]:
         """The kinds named in ``text``, longest phrase first, so "live music" names an event
@@ -499,6 +536,9 @@ class IntentReader:
             values = {"kids": ("kids", "family"), "teens": ("family", "friends")}.get(who, (who,))
             out.append(Constraint(f"with-{who}", f"with {who}" if who != "alone" else "alone",
                                   "audience", "companions", values))
+        young = tuple(t for t in YOUNG_TAGS if t in self.tags)
+        if "teens" in audiences and young:  # family company, but not a toddler's songs
+            out.append(Constraint("not-young", "not: for young kids", "exclusion", "tags", young))
         for device, pattern in DEVICES.items():
             if re.search(rf"\b(?:{pattern})\b", text):
                 out.append(Constraint(f"device-{device}", f"on {device}", "device", "devices",
@@ -520,6 +560,20 @@ def _rule_words() -> list[str]:
     # whole words only: "commut" in "commut\\w*" is a stem, not a spelling to correct toward
     whole = r"(?<![\\\w])[a-z]{5,}(?![\w\\(?*])"
     return sorted({w for p in patterns for w in re.findall(whole, p)})
+
+
+def _plural(words: str) -> str | None:
+    """The plural of a phrase's last word by the plain English endings ("documentary" →
+    "documentaries"); ``None`` for a word that already ends in s. Only this direction: a
+    singular word such as "train" more often names a situation than the topic "trains"."""
+    head, _, last = words.rpartition(" ")
+    if len(last) < 3 or not last.isalpha() or last.endswith("s"):
+        return None
+    if last.endswith("y") and last[-2] not in "aeiou":
+        last = last[:-1] + "ies"
+    else:
+        last += "es" if last.endswith(("ch", "sh", "x")) else "s"
+    return f"{head} {last}".strip()
 
 
 def _split_negation(text: str) -> tuple[str, list[str]]:
