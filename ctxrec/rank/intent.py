@@ -157,7 +157,7 @@ DEVICES = {"phone": r"(?:on|for) (?:my|the|a) (?:phone|mobile)",
 DAYTIME = {
     "morning": r"breakfast|this morning|in the morning",
     "midday": r"lunch|midday|noon",
-    "evening": r"tonight|this evening|dinner|after work",
+    "evening": r"tonight|this evening|dinner|after work|bedtime",  # a child's is early
     "night": r"tonight|late[- ]night|midnight|can'?t sleep|insomnia|bedtime",
 }
 SITUATION_COLUMNS = ("dayparts", "days", "places", "devices", "companions")
