@@ -166,6 +166,9 @@ def test_a_negated_sort_of_thing_rules_out_that_sort_not_the_whole_kind(reader):
     horror = labels(reader.read("anything but a horror film"))
     assert "not: horror" in horror and "kind: film" in horror and "not: film" not in horror
     assert labels(reader.read("no more films")) == ["not: film"]
+    # a horror-comedy and folk horror are horror too
+    assert {"horror", "horror-comedy", "folk-horror"} <= set(
+        reader.read("anything but horror").constraints[0].values)
     assert labels(reader.read("not a restaurant dinner")) == ["not: restaurant"]
 
 

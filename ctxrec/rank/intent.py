@@ -472,8 +472,10 @@ class IntentReader:
                 continue
             for match in self._tag_pattern.finditer(clause.replace("-", " ")):
                 tag = self._tag_words[match.group(0)]
+                # "not: horror" rules out a horror-comedy and folk horror too
+                kin = sorted(t for t in self.tags if t != tag and tag in t.split("-"))
                 out.append(Constraint(f"not-tag-{tag}", f"not: {tag}", "exclusion", "tags",
-                                      (tag,)))
+                                      (tag, *kin)))
         return out
 
     def _modified(self, clause: str, match: re.Match) -> bool:
