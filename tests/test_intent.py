@@ -58,6 +58,9 @@ def test_negation_excludes_and_leaves_the_excluded_out_of_the_soft_text(reader):
     ("quick healthy lunch I can pack for work", "kind: recipe"),
     ("free things to do in the city", "out"),
     ("a night in town", "out"),
+    ("cheap breakfast out with the kids", "out"),
+    ("cheap food nearby?", "out"),
+    ("lunch with colleagues somewhere not too pricey", "cheap"),
     ("with the kids", "with kids"),
     ("something to get me going, 20 min tops", "≤ 20 min"),
     ("got 10 minutes before I leave the house", "≤ 10 min"),
@@ -156,6 +159,7 @@ def test_a_degree_is_neither_an_exclusion_nor_a_preference(reader):
     spooky = reader.read("something spooky but not too scary")
     assert labels(spooky) == [] and "likes: spooky" in {c.label for c in spooky.preferences}
     assert "not: tense" in labels(reader.read("nothing scary"))
+    assert labels(reader.read("somewhere quiet at home")) == ["at home"]  # not also out
     assert "not: melancholic" in labels(reader.read("nothing that feels sad"))
     assert "likes: cheerful" not in {c.label for c in
                                      reader.read("happy to spend 3+ hours on it").preferences}

@@ -117,7 +117,8 @@ FREE_PHRASES = r"no money|without spending|costs? nothing|for nothing|zero cost|
 DIET = (r"vegetarian|veggie|vegan|meat[- ]?free|meatless|plant[- ]based|"
         r"(?:no|without|nothing with|not any) meat")
 FOOD_KINDS = ("recipe", "restaurant", "cafe")
-CHEAP = r"cheap|budget|inexpensive|low[- ]cost|affordable|not expensive|on a shoestring"
+CHEAP = (r"cheap|budget|inexpensive|low[- ]cost|affordable|on a shoestring|"
+         r"not (?:too |very |that |so )?(?:pricey|expensive|dear)")
 # key → (words, chip label, the places an item must list one of); rain means indoors
 PLACE_LIMITS = {
     "indoors": (r"indoors?|inside|rain\w*|pouring|downpour|drizzl\w*|wet weather|storm\w*|"
@@ -134,7 +135,8 @@ PLACE_LIMITS = {
                 "on the way", ("commute",)),
     "out": (r"(?:night|evening|afternoon|day) out|go(?:ing)? out|out (?:in|on) the town|"
             r"(?:in|around|into) (?:the )?(?:city|town)(?: cent(?:re|er))?|downtown|"
-            r"out and about|out of the house", "out", ("city", "outdoors")),
+            r"out and about|out of the house|(?:breakfast|brunch|lunch|dinner|drinks|food|meal) out|"
+            r"somewhere|nearby|near (?:me|here|by)|around here", "out", ("city", "outdoors")),
     "travel": (r"plane|flights?|airport|hotel", "travelling", ("travel", "commute")),
 }
 AUDIENCE = {
@@ -522,6 +524,8 @@ class IntentReader:
                     continue  # "pouring outside" is weather, not a wish to be outdoors
                 if key == "travel" and any(c.key == "on-board" for c in out):
                     continue  # "on the plane" says it already
+                if key == "out" and any(c.key == "at-home" for c in out):
+                    continue  # "somewhere quiet at home"
                 out.append(Constraint(key, label, "place", "places", values))
                 away = tuple(k for k in DESTINATION_KINDS if k in self.kinds)
                 if key == "on-board" and away:
