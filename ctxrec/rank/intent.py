@@ -125,8 +125,9 @@ PLACE_LIMITS = {
                 r"stay(?:ing)? in", "indoors", ("home", "work", "city", "commute", "gym")),
     "outdoors": (r"outdoors?|outside|fresh air|open air|in the park", "outdoors",
                  ("outdoors", "travel")),
-    "at-home": (r"at home|on the (?:sofa|couch)|from home|stay(?:ing)? in|(?:a )?night in(?! town| the)|"
-                r"coming over|come over|(?:at|to) (?:mine|ours|my place)|before bed|in bed|bedtime",
+    "at-home": (r"at home|on the (?:sofa|couch)|from home|stay(?:ing)? in|"
+                r"(?:a )?night in(?! town| the)|coming over|come over|"
+                r"(?:at|to) (?:mine|ours|my place)|before bed|in bed|bedtime",
                 "at home", ("home",)),
     # on board: only what goes with the person (the kinds one travels to are out, below)
     "on-board": (r"(?:on|for) (?:a|the) (?:plane|flight)|(?:a|the|long) flight|on (?:a|the) train|"
@@ -135,7 +136,8 @@ PLACE_LIMITS = {
                 "on the way", ("commute",)),
     "out": (r"(?:night|evening|afternoon|day) out|go(?:ing)? out|out (?:in|on) the town|"
             r"(?:in|around|into) (?:the )?(?:city|town)(?: cent(?:re|er))?|downtown|"
-            r"out and about|out of the house|(?:breakfast|brunch|lunch|dinner|drinks|food|meal) out|"
+            r"out and about|out of the house|"
+            r"(?:breakfast|brunch|lunch|dinner|drinks|food|meal) out|"
             r"somewhere|nearby|near (?:me|here|by)|around here", "out", ("city", "outdoors")),
     "travel": (r"plane|flights?|airport|hotel", "travelling", ("travel", "commute")),
 }
@@ -372,11 +374,7 @@ class IntentReader:
         lowered = self._limits(lowered, found)
         lowered = re.sub(rf"\b{DEGREE}\b", " ", lowered)
         kept, negated = _split_negation(lowered)
-        # "anything but a horror film" still asks for a film
-        kept += " " + " ".join(m.group(0) for clause in negated for pattern in
-                               self._kind_words.values() for m in pattern.finditer(clause)
-                               if self._modified(clause, m) and
-                               re.fullmatch(rf"(?:{FORMAT_NOUNS})", m.group(0)))
+        kept += self._still_wanted(negated)
         found += self._exclusions(negated)
         found += self._positive(kept)
         unique = list({c.key: c for c in found}.values())
@@ -480,13 +478,21 @@ class IntentReader:
                                       (tag, *kin)))
         return out
 
+    def _still_wanted(self, negated: list[str]) -> str:
+        """The kind nouns of negated sorts of things: "anything but a horror film" still asks
+        for a film."""
+        heads = [m.group(0) for clause in negated for pattern in self._kind_words.values()
+                 for m in pattern.finditer(clause)
+                 if self._modified(clause, m) and re.fullmatch(FORMAT_NOUNS, m.group(0))]
+        return " " + " ".join(heads) if heads else ""
+
     def _modified(self, clause: str, match: re.Match) -> bool:
         """Whether a kind word in a negated clause is half of a "cooking show" or a "horror
         film": then what is ruled out is that sort of thing, not every item of the kind."""
         if re.match(rf"\s+(?:{FORMAT_NOUNS})\b", clause[match.end():]):
             return True  # the kind word says what sort of show
         before = re.search(r"([\w-]+)\s+$", clause[:match.start()])
-        return bool(before and re.fullmatch(rf"(?:{FORMAT_NOUNS})", match.group(0)) and
+        return bool(before and re.fullmatch(FORMAT_NOUNS, match.group(0)) and
                     (before.group(1) in self.tags or
                      any(re.fullmatch(p, before.group(1)) for p in MOOD_WORDS.values())))
 
