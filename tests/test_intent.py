@@ -159,6 +159,7 @@ def test_a_degree_is_neither_an_exclusion_nor_a_preference(reader):
     spooky = reader.read("something spooky but not too scary")
     assert labels(spooky) == [] and "likes: spooky" in {c.label for c in spooky.preferences}
     assert "not: tense" in labels(reader.read("nothing scary"))
+    assert labels(reader.read("not that keen on horror")) == ["not: horror"]
     assert labels(reader.read("somewhere quiet at home")) == ["at home"]  # not also out
     assert "not: melancholic" in labels(reader.read("nothing that feels sad"))
     assert "likes: cheerful" not in {c.label for c in

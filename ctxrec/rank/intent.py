@@ -85,9 +85,10 @@ MOOD_WORDS = {
     "social": r"social|sociable",
     "focused": r"focus(?:ed)?|concentrat\w*|productive",
 }
-# "not too scary" asks for a little of it, not for none: neither an exclusion nor a preference
-DEGREE = (r"(?:not|isn'?t|aren'?t) (?:too|overly|very|that|so|super|all that) \w+|"
-          r"nothing (?:too|overly|very|super) \w+")
+# "not too scary" asks for a little of it, not for none: neither an exclusion nor a preference;
+# only at the end of a clause, as "not that keen on horror" negates the horror
+DEGREE = (r"(?:(?:not|isn'?t|aren'?t) (?:too|overly|very|that|so|super|all that)|"
+          r"nothing (?:too|overly|very|super)) \w+(?=\s*(?:[,.;:!?)]|$| but | and | or | please))")
 # the nouns that name a format; a word before one says what kind of it ("cooking show")
 FORMAT_NOUNS = (r"shows?|programmes?|programs?|channels?|videos?|films?|movies?|series|"
                 r"podcasts?|books?|novels?|documentar(?:y|ies)|songs?|music|games?")
