@@ -7,11 +7,13 @@ negation scope (from a cue such as "not", "no", "without", "anything but" to the
 clause), and returns:
 
 * **constraints**: limits an item can break — duration, price, diet, screen, device,
-  indoors/outdoors and place, audience, time of day, kind of item — and **exclusions**: kinds, moods and tags that were
-  negated. The recommender ranks every item that breaks one below every item that keeps them all;
+  indoors/outdoors and place, audience, time of day, kind of item — and **exclusions**: kinds,
+  moods and tags that were negated ("not another cooking show" rules out cooking, not shows;
+  "not too scary" is a degree, not a negation). The recommender ranks every item that breaks one
+  below every item that keeps them all;
 * **preferences**: the catalog's tags and moods the intent names outside a negation ("a comedy",
-  "something with jazz", "uplifting"), which raise the intent component of the items that carry
-  them;
+  "something with jazz", "uplifting", "documentaries"), and the kinds named only by what they
+  sell ("coffee"), which raise the intent component of the items that carry them;
 * **soft text**: the intent without the negated clauses and the limits, for the intent and mood
   components, so "nothing sad, something light" is encoded as "something light".
 
@@ -51,7 +53,7 @@ KIND_WORDS = {
     "longread": (r"longreads?|long reads?|articles?|essays?|something to read|to read|reading|"
                  r"(?:a|short|quick|good) read"),
     "recipe": (r"recipes?|to cook|cooking|to bake|baking|make (?:dinner|lunch|breakfast)|"
-               r"pack(?:ed)? lunch(?:es)?|lunch ?box(?:es)?|(?:can|to) pack"),
+               r"pack(?:ed)? lunch(?:es)?|lunch ?box(?:es)?|pack for (?:work|school|the office)"),
     # "game day" is a match on television, not a game to play
     "game": r"games?(?![- ]day)|(?:board|card|video|party|puzzle|word) ?games?|game night|to play",
     "restaurant": r"restaurants?|dinner out|eat(?:ing)? out|lunch out",
