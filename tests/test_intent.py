@@ -161,6 +161,7 @@ def test_a_degree_is_neither_an_exclusion_nor_a_preference(reader):
     assert "not: tense" in labels(reader.read("nothing scary"))
     assert labels(reader.read("not that keen on horror")) == ["not: horror"]
     assert labels(reader.read("somewhere quiet at home")) == ["at home"]  # not also out
+    assert "out" not in labels(reader.read("a podcast about somewhere far away"))
     assert "not: melancholic" in labels(reader.read("nothing that feels sad"))
     assert "likes: cheerful" not in {c.label for c in
                                      reader.read("happy to spend 3+ hours on it").preferences}
@@ -175,6 +176,10 @@ def test_a_negated_sort_of_thing_rules_out_that_sort_not_the_whole_kind(reader):
     assert {"horror", "horror-comedy", "folk-horror"} <= set(
         reader.read("anything but horror").constraints[0].values)
     assert labels(reader.read("not a restaurant dinner")) == ["not: restaurant"]
+    assert labels(reader.read("I don't want another true crime podcast")) == [
+        "not: true-crime", "kind: podcast"]
+    # a ruled-out kind in one clause leaves the tags of the next one read
+    assert labels(reader.read("no films, nothing with dragons")) == ["not: film", "not: dragons"]
 
 
 def test_what_a_cafe_sells_is_a_preference_and_plurals_name_their_tag(reader):

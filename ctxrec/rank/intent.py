@@ -141,7 +141,8 @@ PLACE_LIMITS = {
             r"(?:in|around|into) (?:the )?(?:city|town)(?: cent(?:re|er))?|downtown|"
             r"out and about|out of the house|"
             r"(?:breakfast|brunch|lunch|dinner|drinks|food|meal) out|"
-            r"somewhere|nearby|near (?:me|here|by)|around here", "out", ("city", "outdoors")),
+            r"(?<!about )somewhere|nearby|near (?:me|here|by)|around here", "out",
+            ("city", "outdoors")),
     "travel": (r"plane|flights?|airport|hotel", "travelling", ("travel", "commute")),
 }
 AUDIENCE = {
@@ -461,19 +462,24 @@ class IntentReader:
     def _exclusions(self, negated: list[str]) -> list[Constraint]:
         out = []
         for clause in negated:
+            kinds, heads = [], []  # heads: "podcast" in "a true crime podcast" is still wanted
             for kind, pattern in self._kind_words.items():
-                if any(not self._modified(clause, m) for m in pattern.finditer(clause)):
-                    out.append(Constraint(f"not-kind-{kind}", f"not: {kind}", "exclusion",
-                                          "category", (kind,)))
+                for m in pattern.finditer(clause):
+                    if not self._modified(clause, m):
+                        kinds.append(kind)
+                    elif re.fullmatch(FORMAT_NOUNS, m.group(0)):
+                        heads.append(m.span())
+            out += [Constraint(f"not-kind-{kind}", f"not: {kind}", "exclusion", "category",
+                               (kind,)) for kind in dict.fromkeys(kinds)]
             for mood, pattern in MOOD_WORDS.items():
                 if mood in self.moods and re.search(rf"\b(?:{pattern})\b", clause):
                     out.append(Constraint(f"not-mood-{mood}", f"not: {mood}", "exclusion",
                                           "mood", (mood,)))
-            if any(c.kind == "exclusion" and c.column == "category" for c in out):
+            if kinds or self._tag_pattern is None:
                 continue  # "not a restaurant dinner" excludes restaurants, not dinner recipes
-            if self._tag_pattern is None:
-                continue
             for match in self._tag_pattern.finditer(clause.replace("-", " ")):
+                if any(start < match.end() and match.start() < end for start, end in heads):
+                    continue
                 tag = self._tag_words[match.group(0)]
                 # "not: horror" rules out a horror-comedy and folk horror too
                 kin = sorted(t for t in self.tags if t != tag and tag in t.split("-"))
