@@ -178,6 +178,8 @@ def test_a_negated_sort_of_thing_rules_out_that_sort_not_the_whole_kind(reader):
     assert labels(reader.read("not a restaurant dinner")) == ["not: restaurant"]
     assert labels(reader.read("I don't want another true crime podcast")) == [
         "not: true-crime", "kind: podcast"]
+    assert labels(reader.read("a playlist but no songs with lyrics")) == ["kind: music"]
+    assert labels(reader.read("not in the mood for horror")) == ["not: horror"]
     # a ruled-out kind in one clause leaves the tags of the next one read
     assert labels(reader.read("no films, nothing with dragons")) == ["not: film", "not: dragons"]
 

@@ -94,7 +94,8 @@ DEGREE = (r"(?:(?:not|isn'?t|aren'?t) (?:too|overly|very|that|so|super|all that)
 # the nouns that name a format; a word before one says what kind of it ("cooking show")
 FORMAT_NOUNS = (r"shows?|programmes?|programs?|channels?|videos?|films?|movies?|series|"
                 r"podcasts?|books?|novels?|documentar(?:y|ies)|songs?|music|games?")
-NEGATION = (r"anything but|anything except|everything but|other than|not|no|nothing|without|"
+NEGATION = (r"not in the mood for|not up for|not feeling|"
+            r"anything but|anything except|everything but|other than|not|no|nothing|without|"
             r"never|avoid|skip|except|none|don'?t want|do not want|rather not|not into|hate|"
             r"no more|isn'?t|aren'?t|instead of")
 # a negation's scope ends at a clause boundary or a word that turns to what is wanted
@@ -382,6 +383,10 @@ class IntentReader:
         found += self._exclusions(negated)
         found += self._positive(kept)
         unique = list({c.key: c for c in found}.values())
+        # "a playlist but no songs with lyrics" wants music, not none of it
+        wanted = {v for c in unique if c.kind == "kind" for v in c.values}
+        unique = [c for c in unique if not (c.key.startswith("not-kind-") and
+                                            set(c.values) <= wanted)]
         soft = " ".join(re.sub(rf"\b(?:{NEGATION})\b", " ", kept).split()).strip(" ,.;:-")
         limited = {v for c in unique for v in c.values}  # "vegetarian" is a limit already
         liked = tuple(c for c in self._preferences(kept) if not set(c.values) & limited)
