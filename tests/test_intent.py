@@ -48,6 +48,7 @@ def test_negation_excludes_and_leaves_the_excluded_out_of_the_soft_text(reader):
     ("at least 90 min please", "≥ 90 min"),
     ("screen-free please", "no screen"),
     ("anything but a screen tonight", "no screen"),
+    ("something for the kids that isn't a screen", "no screen"),
     ("something free to do", "free"),
     ("cheap date night", "cheap"),
     ("indoors on a rainy afternoon", "indoors"),

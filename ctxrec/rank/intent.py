@@ -103,7 +103,8 @@ BOUNDARY = (r"[,.;:!?()\n]| but | just | rather | instead | only | though | plea
             r"these | tonight| today| tomorrow")
 SCREEN = (r"screen[- ]?free|no screens?|without (?:a |any )?screens?|off[- ](?:the )?screens?|"
           r"away from (?:the )?screens?|unplugged|no devices?|not on (?:a|my) (?:phone|screen)|"
-          r"(?:anything but|not) (?:a |any )?screens?|no wi-?fi|offline|"
+          r"(?:anything but|not|isn'?t|is not|aren'?t) (?:on )?(?:a |any )?screens?|"
+          r"no wi-?fi|offline|"
           r"(?:doesn'?t|does not|don'?t|do not|won'?t) (?:involve|need|use) (?:a |any )?screens?")
 # kinds that are places to go to: not what one does on board a train or a plane
 DESTINATION_KINDS = ("daytrip", "event", "restaurant", "fitness", "cafe")
