@@ -49,6 +49,8 @@ def test_negation_excludes_and_leaves_the_excluded_out_of_the_soft_text(reader):
     ("screen-free please", "no screen"),
     ("anything but a screen tonight", "no screen"),
     ("something for the kids that isn't a screen", "no screen"),
+    ("a recipe, nothing that takes over an hour", "≤ 1 h"),
+    ("something to listen to while cooking", "kind: music or podcast"),
     ("something free to do", "free"),
     ("cheap date night", "cheap"),
     ("indoors on a rainy afternoon", "indoors"),

@@ -114,6 +114,9 @@ AGE = r"(\d+)[- ]?(?:yo|y/o|years?[- ]olds?|years? old)"
 SILENT = (r"no sound|without (?:the )?sound|sound off|silent(?:ly)?|on mute|muted|"
           r"(?:no|without|forgot(?: my)?) (?:headphones|earphones|earbuds)")
 SOUND_KINDS = ("music", "podcast", "film", "series")
+# what the person does meanwhile is their situation, not what they ask for: "something to
+# listen to while cooking" wants music or a podcast, not a recipe
+WHILE_DOING = r"(?:while|whilst|when|as) (?:i'?m |we'?re |i am |we are )?\w+ing"
 # a time of day that sounds like food: not a hint that food is wanted
 MEALTIME = r"(?:over|at|during|on my) lunch|lunch ?(?:break|hour|time)|lunchtime"
 FREE = r"(?<![-\w])free(?![-\w])(?! (?:time|evening|afternoon|morning|day|weekend|hour))"
@@ -176,6 +179,8 @@ UNITS = {"min": 1, "mins": 1, "minute": 1, "minutes": 1, "m": 1, "h": 60, "hr": 
 AT_MOST = (r"nothing longer than|no longer than|not longer than|not more than|not over|under|"
            r"less than|at most|no more than|within|max(?:imum)?|up to|shorter than|<")
 AT_LEAST = r"over|more than|at least|longer than|>"
+# a negation at most three words before a lower bound, in the same clause, turns it round
+NEGATED_BEFORE = r"\b(?:nothing|not|no|never|don'?t want)\b(?:\s+[^\s,.;:!?]+){0,3}\s*$"
 LONG_FILM = r"\b(?:long|epic) (?:film|movie)"  # a long film runs two hours or more
 LONG_FILM_MINUTES = 120
 # after the amount: "20 min tops", "30 minutes max"; before it: "got 10 minutes", "only an hour"
@@ -382,7 +387,8 @@ class IntentReader:
         kept, negated = _split_negation(lowered)
         kept += self._still_wanted(negated)
         found += self._exclusions(negated)
-        found += self._positive(kept)
+        asked = re.sub(rf"\b(?:{WHILE_DOING})\b", " ", kept)
+        found += self._positive(asked)
         unique = list({c.key: c for c in found}.values())
         # "a playlist but no songs with lyrics" wants music, not none of it
         wanted = {v for c in unique if c.kind == "kind" for v in c.values}
@@ -423,11 +429,13 @@ class IntentReader:
         for side, pattern in ((True, AT_MOST), (False, AT_LEAST)):
             for match in re.finditer(rf"\b(?:{pattern})\s*{AMOUNT}", text):
                 minutes = _minutes(match.group(1), match.group(2))
+                # "nothing that takes over an hour" asks for at most an hour
+                most = side or bool(re.search(NEGATED_BEFORE, text[:match.start()]))
                 if minutes:
-                    sign = "≤" if side else "≥"
-                    found.append(Constraint(f"duration{'<=' if side else '>='}{minutes:g}",
+                    sign = "≤" if most else "≥"
+                    found.append(Constraint(f"duration{'<=' if most else '>='}{minutes:g}",
                                             f"{sign} {_duration_label(minutes)}", "duration",
-                                            "duration_min", limit=minutes, at_most=side))
+                                            "duration_min", limit=minutes, at_most=most))
             text = re.sub(rf"\b(?:{pattern})\s*{AMOUNT}", " ", text)
         for pattern in (rf"\b{AMOUNT}\s*(?:{AT_MOST_AFTER})\b",
                         rf"\b(?:{AT_MOST_HAVE})\s+{AMOUNT}"):
