@@ -8,11 +8,12 @@ from typing import Literal
 
 from .catalog import COMPANIONS, PLACES
 
-__all__ = ["DEVICE_CHOICES", "Context", "HistoryEntry", "context_from_params", "context_to_params",
-           "utc_seconds", "utc_time",
+__all__ = ["DEVICE_CHOICES", "SEASONS", "Context", "HistoryEntry", "context_from_params",
+           "context_to_params", "utc_seconds", "utc_time",
            "daypart", "season"]
 
 DEVICE_CHOICES = ("phone", "tablet", "laptop", "tv", "speaker", "none")
+SEASONS = ("winter", "spring", "summer", "autumn")  # in the year's order
 
 Daypart = Literal["morning", "midday", "afternoon", "evening", "night"]
 
@@ -41,9 +42,8 @@ def daypart(hour: int) -> Daypart:
 
 def season(month: int, southern: bool = False) -> str:
     """Meteorological season; flipped for the southern hemisphere."""
-    names = ("winter", "spring", "summer", "autumn")
     index = (month % 12) // 3
-    return names[(index + 2) % 4] if southern else names[index]
+    return SEASONS[(index + 2) % 4] if southern else SEASONS[index]
 
 
 @dataclass(frozen=True)

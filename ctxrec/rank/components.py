@@ -11,8 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..data.catalog import COMPANIONS, DAYPARTS, DEVICES, MOODS, PLACES, Catalog
-
-SEASONS = ("winter", "spring", "summer", "autumn")  # in the year's order, as Context.season names
+from ..data.context import SEASONS
 
 __all__ = ["MOOD_PROTOTYPES", "StructuredAttributes", "history_attention", "mood_distribution",
            "mood_match", "standardise", "top_in_order"]

@@ -385,8 +385,9 @@ class IntentReader:
         lowered = self._limits(lowered, found)
         lowered = re.sub(rf"\b{DEGREE}\b", " ", lowered)
         kept, negated = _split_negation(lowered)
-        kept += self._still_wanted(negated)
-        found += self._exclusions(negated)
+        excluded, still_wanted = self._exclusions(negated)
+        kept += still_wanted
+        found += excluded
         asked = re.sub(rf"\b(?:{WHILE_DOING})\b", " ", kept)
         found += self._positive(asked)
         unique = list({c.key: c for c in found}.values())
@@ -473,8 +474,10 @@ class IntentReader:
             text = re.sub(rf"\b(?:{SILENT})\b", " ", text)
         return text
 
-    def _exclusions(self, negated: list[str]) -> list[Constraint]:
-        out = []
+    def _exclusions(self, negated: list[str]) -> tuple[list[Constraint], str]:
+        """The exclusions in the negated clauses, and the kind nouns of negated sorts of things,
+        which are still wanted: "anything but a horror film" asks for a film."""
+        out, wanted = [], []
         for clause in negated:
             kinds, heads = [], []  # heads: "podcast" in "a true crime podcast" is still wanted
             for kind, pattern in self._kind_words.items():
@@ -483,6 +486,7 @@ class IntentReader:
                         kinds.append(kind)
                     elif re.fullmatch(FORMAT_NOUNS, m.group(0)):
                         heads.append(m.span())
+                        wanted.append(m.group(0))
             out += [Constraint(f"not-kind-{kind}", f"not: {kind}", "exclusion", "category",
                                (kind,)) for kind in dict.fromkeys(kinds)]
             for mood, pattern in MOOD_WORDS.items():
@@ -499,15 +503,7 @@ class IntentReader:
                 kin = sorted(t for t in self.tags if t != tag and tag in t.split("-"))
                 out.append(Constraint(f"not-tag-{tag}", f"not: {tag}", "exclusion", "tags",
                                       (tag, *kin)))
-        return out
-
-    def _still_wanted(self, negated: list[str]) -> str:
-        """The kind nouns of negated sorts of things: "anything but a horror film" still asks
-        for a film."""
-        heads = [m.group(0) for clause in negated for pattern in self._kind_words.values()
-                 for m in pattern.finditer(clause)
-                 if self._modified(clause, m) and re.fullmatch(FORMAT_NOUNS, m.group(0))]
-        return " " + " ".join(heads) if heads else ""
+        return out, (" " + " ".join(wanted) if wanted else "")
 
     def _modified(self, clause: str, match: re.Match) -> bool:
         """Whether a kind word in a negated clause is half of a "cooking show" or a "horror
