@@ -9,7 +9,7 @@ from datetime import datetime
 import numpy as np
 import pytest
 
-from ctxrec import COMPONENTS, Context, HistoryEntry, Recommender
+from ctxrec import COMPONENTS, Context, HistoryEntry, Recommender, RecommenderConfig
 from ctxrec.bench import synthetic_catalog
 from ctxrec.text.embed_cache import EmbeddingCache
 from ctxrec.text.vector_index import VectorIndex, index_for, item_index
@@ -119,6 +119,26 @@ def test_through_the_index_a_large_catalog_keeps_the_exact_top_and_its_breakdown
         if b.understood is not None and b.understood.constraints:
             assert not any(b.table["broken"])  # the limits filter the search itself
     assert np.mean(overlaps) >= 0.8, overlaps
+
+
+def test_items_lifted_by_what_no_vector_holds_are_found_through_the_index(large, encoder):
+    # with few candidates from the vector search, the exact best items (where the catalog's facets,
+    # mood and preferences carry what the vectors do not) come from the bands of that part alone
+    big, big_vectors, index = large
+    exact = Recommender(big, encoder, big_vectors)
+    few = RecommenderConfig(candidates=40)
+    banded = Recommender(big, encoder, big_vectors, index=index, config=few)
+    unbanded = Recommender(big, encoder, big_vectors, index=index,
+                           config=replace(few, band=()))
+    found = {True: [], False: []}
+    for intent in INTENTS:
+        context = replace(EVENING, intent=intent)
+        best = set(exact.recommend(context, k=10).table["item_id"])
+        for bands, rec in ((True, banded), (False, unbanded)):
+            top = set(rec.recommend(context, k=10).table["item_id"])
+            found[bands].append(len(best & top) / 10)
+    assert np.mean(found[True]) >= 0.8, found
+    assert np.mean(found[True]) > np.mean(found[False]) + 0.1, found
 
 
 def test_ranking_through_a_missing_index_says_so(recommender):

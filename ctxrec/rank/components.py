@@ -73,8 +73,8 @@ def mood_match(intent_moods: np.ndarray, item_moods: np.ndarray) -> np.ndarray:
         item_moods: (N,) mood index per item where the catalog states moods (-1: none stated), or
             (N, n_moods) distributions inferred from the item text.
     """
-    if item_moods.ndim == 1:
-        return np.where(item_moods >= 0, intent_moods[item_moods], 0.0).astype(np.float32)
+    if item_moods.ndim == 1:  # one gather: -1 (none stated) picks the appended 0
+        return np.append(intent_moods, 0.0).astype(np.float32)[item_moods]
     return (item_moods * intent_moods).sum(axis=1)
 
 

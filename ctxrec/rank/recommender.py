@@ -70,7 +70,10 @@ class RecommenderConfig:
     half_precision_from: int = 50_000  # catalogs this large are scored in float16 (error ≈ 1e-4,
     # 3× faster on CPU, half the memory); smaller ones in float32
     candidates: int = 1_000  # through a vector index, the items retrieved per call
-    expand: int = 5  # … and around the best this many of them, half as many again each
+    # … and half as many again among the items whose facets, mood, popularity and preferences
+    # (what the vectors do not hold) could lift them past the best this many found
+    band: tuple[tuple[float, float], ...] = ((0.0, 0.5), (0.5, 1.0), (1.0, 1.5))
+    band_exact: int = 20_000  # a band this small is scored item by item instead of searched
     # with an index, components are standardised with the mean and spread of this many items drawn
     # once from the catalog (scored on every call beside the candidates), so a weight means what it
     # means when every item is scored
@@ -280,9 +283,11 @@ class Recommender:
         sims = self.similarities(self._encode(intent), rows)
         if not preferences:
             return sims
-        liked = np.mean([self._has(c) for c in preferences], axis=0)
-        liked = liked if rows is None else liked[rows.positions]
-        return sims + self.config.preference_bonus * liked.astype(np.float32)
+        liked = np.zeros(len(sims), dtype=np.float32)
+        for c in preferences:  # over the scored rows only: at 1M items the whole catalog's
+            # shares took longer than scoring the candidates
+            liked += self._has(c) if rows is None else self._has(c)[rows.positions]
+        return sims + self.config.preference_bonus / len(preferences) * liked
 
     def mood_scores(self, intent: str, rows: Rows | None = None) -> np.ndarray:
         moods = self._item_moods if rows is None else self._item_moods[rows.positions]
@@ -490,35 +495,42 @@ class Recommender:
         if not use_index:
             with meter.stage("components", *place):
                 return scored(None, None)
+        def attributes(reference: dict[str, np.ndarray]) -> np.ndarray:
+            return self._attribute_part(context, text, reading, weights, reference)
+
         with meter.stage("retrieve", "cpu", "SQ8"):
-            steered, more = self._candidates(queries, positions, signals, weights, sequence,
-                                             reading.constraints if reading is not None else (),
-                                             scored, self.situation_text_share(context))
+            sample, more = self._candidates(queries, positions, signals, weights, sequence,
+                                            reading.constraints if reading is not None else (),
+                                            scored, self.situation_text_share(context),
+                                            attributes)
         with meter.stage("components", *place):
-            # each item's raw scores depend on it alone: those scored to steer the search are kept
-            return _joined(steered, scored(more, np.zeros(len(more), dtype=bool))) \
-                if more.size else steered
+            # each item's raw scores depend on it alone: the sample's, scored to standardise by,
+            # are kept
+            return _joined(sample, scored(more, np.zeros(len(more), dtype=bool))) \
+                if more.size else sample
 
     def _candidates(self, queries: dict[str, np.ndarray | None], positions: list[int],
                     signals: list[float], weights: Weights,
                     sequence: tuple[np.ndarray, ...] | None, limits: Sequence[Constraint],
-                    scored: Callable[[np.ndarray, np.ndarray], _Scored], context_share: float
+                    scored: Callable[[np.ndarray, np.ndarray], _Scored], context_share: float,
+                    attributes: Callable[[dict[str, np.ndarray]], np.ndarray]
                     ) -> tuple[_Scored, np.ndarray]:
         """Catalog positions to score through the index, in two steps.
 
         1. The index's best ``candidates`` for one query vector that adds the intent, situation
            and history vectors as the fusion weighs them (each divided by its component's
            spread over the reference sample, as standardising does), among the items that keep the
-           limits read from the intent; half as many for each of those vectors alone; the
-           sequence model's and the popularity prior's best when they count; and the reference
-           sample itself.
-        2. What the vectors cannot see (the catalog's facets, moods, limits) can make other
-           items the best, so these are scored and fused, and the index is searched again around
-           each of the ``expand`` best that are not near-copies of a better one: the seed's
-           vector plus the query's direction.
+           limits read from the intent; the sequence model's and the popularity prior's best
+           when they count.
+        2. What no vector holds (the catalog's facets, the mood, popularity, the preferences read
+           from the intent) lifts items the vectors rank low. That part of the fused score is a few
+           lookups per item, so it is computed for the whole catalog, and the items it puts within
+           ``band`` of its best form bands (0–0.5, 0.5–1, 1–1.5 standardised units below it); from
+           each, half as many again, best by the query vector plus that part: every item of a band
+           scored when it holds at most ``band_exact``, through the index (best by the vector
+           alone) when it holds more.
 
-        Returns the items scored on the way (the sample and the first step's, each once) and the
-        positions the second step added, not yet scored.
+        Returns the reference sample, scored, and the positions found, not yet scored.
         """
         sample = self._reference.positions
         steered = scored(sample, np.ones(len(sample), dtype=bool))
@@ -540,31 +552,66 @@ class Recommender:
             found.append(np.argpartition(-scores, min(wanted, scores.size) - 1)[:wanted])
         if weights["popularity"] and self._popular is not None:
             found.append(self._popular)
-        norm = float(np.linalg.norm(combined))
         keeps = self._keeps(tuple(limits)) if weights["constraints"] and limits else None
-        if norm > 0:
+        if np.linalg.norm(combined) > 0 and (keeps is None or keeps.any()):
             hits = self.index.search(combined, wanted, allowed=keeps)[0]
             found.append(hits[hits >= 0])
-            # the fusion is not linear (the history attention is sharp, the context mixes in
-            # facets): each vector also brings its own best
-            singles = [vector for name, _, vector in parts if weights[name] and
-                       vector is not None]
-            if len(singles) > 1:
-                hits = self.index.search(np.stack(singles), wanted // 2, allowed=keeps)
-                found.append(hits[hits >= 0])
-        first = np.setdiff1d(np.concatenate([sample[:0], *found]), sample)
-        if first.size:
-            steered = _joined(steered, scored(first, np.zeros(len(first), dtype=bool)))
-        more = np.zeros(0, dtype=np.int64)
-        if self.config.expand and norm > 0:
-            total = self._fuse(replace(steered, raw=dict(steered.raw), notes=[]))
-            best = _distinct_best(steered.rows, total, self.vectors, self.config.expand)
-            around = self.vectors[best] + combined / norm
-            # around a seed the best lie in its own and the nearest cells: a few probes do
-            hits = self.index.search(around, max(1, wanted // 2),
-                                     nprobe=max(4, self.index.nprobe // 8), allowed=keeps)
-            more = np.setdiff1d(hits[hits >= 0], steered.rows)
+            if self.config.band:
+                found.extend(self._banded(combined, attributes(reference), keeps, wanted // 2))
+        more = np.setdiff1d(np.concatenate([sample[:0], *found]), sample)
         return steered, more
+
+    def _banded(self, query: np.ndarray, part: np.ndarray, keeps: np.ndarray | None,
+                each: int) -> list[np.ndarray]:
+        """The best ``each`` items of every band of ``part`` (see ``_candidates``)."""
+        if keeps is not None:
+            np.putmask(part, ~keeps, -np.inf)
+        top = part.max()
+        near = np.flatnonzero(part > top - max(high for _, high in self.config.band))
+        gaps = top - part[near]
+        found = []
+        for low, high in self.config.band:
+            inside = (gaps >= low) & (gaps < high)
+            members, gap = near[inside], gaps[inside]
+            if not members.size:
+                continue
+            if members.size <= self.config.band_exact:
+                # numpy's gather, torch's product: numpy's BLAS pool would spin against torch's
+                fused = (torch.from_numpy(self.vectors[members]) @ torch.from_numpy(query)).numpy()
+                found.append(members[top_in_order(fused - gap, min(each, members.size))])
+            else:
+                band = np.zeros(len(part), dtype=bool)
+                band[members] = True
+                hits = self.index.search(query, each, allowed=band)[0]
+                found.append(hits[hits >= 0])
+        return found
+
+    def _attribute_part(self, context: Context, text: str, reading: ReadIntent | None,
+                        weights: Weights, reference: dict[str, np.ndarray]) -> np.ndarray:
+        """(N,) the part of every item's fused score that no vector holds (the catalog's facets,
+        the mood, popularity, the preferences read from the intent), each weighed and divided by
+        its component's spread over the reference sample as fusion does, up to a constant."""
+        part = np.zeros(len(self.catalog), dtype=np.float32)
+
+        def add(name: str, values: np.ndarray, share: float = 1.0) -> None:
+            if weights[name] and name in reference:
+                spread = float(reference[name].std()) or 1.0
+                np.add(part, (weights[name] * share / spread) * values, out=part)
+
+        if "context" in reference and self.attributes.available:
+            facets = (context.daypart, context.day_type, context.place, context.device,
+                      context.companions, context.season)
+            add("context", self._facets(facets), 1 - self.situation_text_share(context))
+        if "mood" in reference:
+            add("mood", self.mood_scores(text))
+        if self.popularity is not None:
+            add("popularity", self.popularity)
+        if reading is not None and reading.preferences:
+            liked = np.zeros(len(self.catalog), dtype=np.float32)
+            for c in reading.preferences:
+                liked += self._has(c)
+            add("intent", liked, self.config.preference_bonus / len(reading.preferences))
+        return part
 
     def _fuse(self, scored: _Scored) -> np.ndarray:
         """score = Σ_c w_c · z_c, with each component standardised over the catalog (or, when only
@@ -630,14 +677,17 @@ class Recommender:
     def _table(self, order: np.ndarray, items: np.ndarray, raw: dict[str, np.ndarray],
                z: dict[str, np.ndarray], weights: Weights) -> pd.DataFrame:
         """One row per ranked item: ``order`` indexes the scored arrays, ``items`` the catalog."""
-        table = pd.DataFrame({"rank": np.arange(1, len(order) + 1),
-                              **{name: values[items] for name, values in self._labels.items()}})
+        columns = {"rank": np.arange(1, len(order) + 1),
+                   **{name: values[items] for name, values in self._labels.items()}}
         contributions = []
         for name in COMPONENTS:
-            values = raw[name][order] if name in raw else np.full(len(order), np.nan, np.float32)
-            table[f"raw_{name}"] = values
-            table[name] = weights[name] * z[name][order] if name in z else 0.0
-            contributions.append(table[name].to_numpy(dtype=np.float64))
+            columns[f"raw_{name}"] = raw[name][order] if name in raw else \
+                np.full(len(order), np.nan, np.float32)
+            columns[name] = weights[name] * z[name][order] if name in z else \
+                np.zeros(len(order))
+            contributions.append(np.asarray(columns[name], dtype=np.float64))
+        # built in one go: setting a column at a time cost 8 ms per ranking in pandas
+        table = pd.DataFrame(columns)
         table.insert(4, "score", np.sum(contributions, axis=0))
         return table
 
@@ -675,20 +725,6 @@ def _joined(a: _Scored, b: _Scored) -> _Scored:
                    [(label, both(x, y)) for (label, x), (_, y) in zip(a.limits, b.limits)],
                    learned=None if a.learned is None else
                    tuple(both(x, y) for x, y in zip(a.learned, b.learned)))
-
-
-def _distinct_best(rows: np.ndarray, total: np.ndarray, vectors: np.ndarray, n: int,
-                   pool: int = 256, alike: float = 0.8) -> np.ndarray:
-    """Up to ``n`` of ``rows``, best ``total`` first, skipping any whose cosine with one already
-    taken exceeds ``alike``: seeds for searching around, one per region of the vector space."""
-    top = rows[top_in_order(total, min(pool, total.size))]
-    chosen: list[int] = []
-    for position in top:
-        if not chosen or float((vectors[chosen] @ vectors[position]).max()) <= alike:
-            chosen.append(int(position))
-            if len(chosen) == n:
-                break
-    return np.asarray(chosen, dtype=np.int64)
 
 
 def _limit_cost(constraint: Constraint) -> float:
