@@ -32,8 +32,9 @@ from .encoders import TextEncoder
 __all__ = ["INDEX_FROM", "VectorIndex", "index_for", "item_index"]
 
 # Catalogs with at least this many items are ranked through the index by default. Below it, exact
-# scoring is fast enough (see the README's "Large catalogs" table: at 100k items an exact call
-# costs about 20 ms, at 1M about 85 ms) and has no recall to lose.
+# scoring is fast enough and has no recall to lose (the README's table: at 100k items the index
+# saves 6–10 ms of a 34–37 ms call and keeps 0.955 of the exact top 20; at 1M it is 2.8–4.2×
+# faster at 0.92).
 INDEX_FROM = 200_000
 _FORMAT = "ivf-sq8-v1"
 
