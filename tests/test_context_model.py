@@ -264,15 +264,17 @@ def test_the_recommender_shows_the_learned_context_effect(trained, encoder):
     unknown) and the context bar (the learned effect); rain brings the rain items up."""
     from ctxrec import Recommender, item_embeddings
     from ctxrec.data.context import HistoryEntry
+    from ctxrec.text.vector_index import VectorIndex
 
     catalog = _catalog()
-    recommender = Recommender(catalog, encoder, item_embeddings(encoder, catalog))
+    vectors = item_embeddings(encoder, catalog)
+    recommender = Recommender(catalog, encoder, vectors, index=VectorIndex.build(vectors))
     recommender.attach_sequence_model(trained)
     history = tuple(HistoryEntry(f"a{j}", 0) for j in (3, 14, 25, 36, 7))
     ranked = {}
     for weather in ("rain", "snow"):
         context = Context(history=history, extra=(("weather", weather), ("place", "home")))
-        ranking = recommender.recommend(context, k=10)
+        ranking = recommender.recommend(context, k=10, exact=True)
         table = ranking.table
         assert ranking.weights["context"] == ranking.weights["sequence"] > 0
         with_context, unknown = recommender.learned_scores(
@@ -283,6 +285,10 @@ def test_the_recommender_shows_the_learned_context_effect(trained, encoder):
                        "constraints"]].sum(axis=1)
         assert np.allclose(parts, table["score"], atol=1e-4)
         ranked[weather] = [int(i[1:]) // 10 for i in table["item_id"]]
+        # through a vector index (whose bands weigh the hand-written context as the learned
+        # model's prior), a catalog this small is ranked as exactly
+        indexed = recommender.recommend(context, k=10, exact=False)
+        assert list(indexed.table["item_id"]) == list(table["item_id"])
     assert ranked["rain"].count(0) >= 6 and ranked["snow"].count(2) >= 6
 
 

@@ -496,7 +496,9 @@ class Recommender:
             with meter.stage("components", *place):
                 return scored(None, None)
         def attributes(reference: dict[str, np.ndarray]) -> np.ndarray:
-            return self._attribute_part(context, text, reading, weights, reference)
+            # beside a learned context the hand-written one is only a prior, at its own weight
+            prior = prior_weight / weights["context"] if learned and weights["context"] else 1.0
+            return self._attribute_part(context, text, reading, weights, reference, prior)
 
         with meter.stage("retrieve", "cpu", "SQ8"):
             sample, more = self._candidates(queries, positions, signals, weights, sequence,
@@ -533,8 +535,8 @@ class Recommender:
         Returns the reference sample, scored, and the positions found, not yet scored.
         """
         sample = self._reference.positions
-        steered = scored(sample, np.ones(len(sample), dtype=bool))
-        reference = steered.raw  # each component's spread here is what standardising divides by
+        scored_sample = scored(sample, np.ones(len(sample), dtype=bool))
+        reference = scored_sample.raw  # each component's spread here is what standardising divides by
         parts = [("intent", 1.0, queries["intent"]),
                  ("context", context_share, queries["context"])]
         if positions:  # the attention with even weights: Σ_j signal_j·h_j / H
@@ -559,7 +561,7 @@ class Recommender:
             if self.config.band:
                 found.extend(self._banded(combined, attributes(reference), keeps, wanted // 2))
         more = np.setdiff1d(np.concatenate([sample[:0], *found]), sample)
-        return steered, more
+        return scored_sample, more
 
     def _banded(self, query: np.ndarray, part: np.ndarray, keeps: np.ndarray | None,
                 each: int) -> list[np.ndarray]:
@@ -587,10 +589,12 @@ class Recommender:
         return found
 
     def _attribute_part(self, context: Context, text: str, reading: ReadIntent | None,
-                        weights: Weights, reference: dict[str, np.ndarray]) -> np.ndarray:
+                        weights: Weights, reference: dict[str, np.ndarray],
+                        context_scale: float = 1.0) -> np.ndarray:
         """(N,) the part of every item's fused score that no vector holds (the catalog's facets,
         the mood, popularity, the preferences read from the intent), each weighed and divided by
-        its component's spread over the reference sample as fusion does, up to a constant."""
+        its component's spread over the reference sample as fusion does, up to a constant; the
+        facets' weight times ``context_scale``."""
         part = np.zeros(len(self.catalog), dtype=np.float32)
 
         def add(name: str, values: np.ndarray, share: float = 1.0) -> None:
@@ -601,7 +605,8 @@ class Recommender:
         if "context" in reference and self.attributes.available:
             facets = (context.daypart, context.day_type, context.place, context.device,
                       context.companions, context.season)
-            add("context", self._facets(facets), 1 - self.situation_text_share(context))
+            add("context", self._facets(facets),
+                context_scale * (1 - self.situation_text_share(context)))
         if "mood" in reference:
             add("mood", self.mood_scores(text))
         if self.popularity is not None:
