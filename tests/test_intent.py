@@ -91,6 +91,14 @@ def test_negation_excludes_and_leaves_the_excluded_out_of_the_soft_text(reader):
     ("something to do with my teenage son", "with teens"),
     ("4 friends coming over", "at home"),
     ("screen-free wind-down before bed", "at home"),
+    ("a quick bite near the office, under 15 euros", "cheap"),
+    ("dinner for two, £20 or less", "cheap"),
+    ("a date idea that doesn't cost anything", "free"),
+    ("something I can read in one sitting", "kind: book or longread"),
+    ("what can I cook with leftover rice", "kind: recipe"),
+    ("an hour to kill at the airport", "≤ 1 h"),
+    ("a movie, nothing scary for the little one", "with kids"),
+    ("something outdoorsy but not too strenuous", "outdoors"),
 ])
 def test_limits_are_read(reader, text, expected):
     assert expected in labels(reader.read(text))
@@ -152,6 +160,7 @@ def test_tags_and_moods_asked_for_are_preferences_but_not_when_negated(reader):
     assert {"likes: comedy", "likes: jazz", "likes: funny"} <= liked
     assert "not: tense" in labels(reading) and "likes: tense" not in liked
     assert reader.read("something uplifting").preferences[0].label == "likes: cheerful"
+    assert "likes: calm" in {c.label for c in reader.read("a mellow evening").preferences}
     # a tag that names a kind or a situation is read as that limit, not again as a preference
     assert reader.read("a podcast for the morning").preferences == ()
     assert reading.without(["like-tag-jazz"]).preferences == tuple(
@@ -228,6 +237,16 @@ def test_a_preference_lifts_the_items_that_carry_it_and_the_card_says_so(recomme
     assert ranking.table["liked"].iloc[first] == ("likes: jazz",)
     assert ":blue[Matches:] jazz" in limits_note(ranking, first)
     assert "liked" not in plain.table
+
+
+@pytest.mark.parametrize("text, unexpected", [
+    ("a restaurant, under 80 euros for the two of us", "cheap"),  # a ceiling that is not cheap
+    ("rainy day, need ideas for two toddlers", "with partner"),
+    ("a walk for two hours", "with partner"),
+    ("something under 20 minutes", "cheap"),
+])
+def test_what_only_looks_like_a_limit_is_not_read_as_one(reader, text, unexpected):
+    assert unexpected not in labels(reader.read(text))
 
 
 def test_free_time_and_gluten_free_are_not_a_price(reader):

@@ -49,10 +49,11 @@ KIND_WORDS = {
     "series": r"series|tv shows?|box ?sets?|episodes?|binge",
     "music": r"music|album|playlist|songs?|tunes",
     "podcast": r"podcasts?",
-    "book": r"books?|novels?|something to read|to read|reading|(?:a|short|quick|good) read",
-    "longread": (r"longreads?|long reads?|articles?|essays?|something to read|to read|reading|"
-                 r"(?:a|short|quick|good) read"),
-    "recipe": (r"recipes?|to cook|cooking|to bake|baking|make (?:dinner|lunch|breakfast)|"
+    "book": (r"books?|novels?|something to read|to read|can read|reading|"
+             r"(?:a|short|quick|good) read"),
+    "longread": (r"longreads?|long reads?|articles?|essays?|something to read|to read|"
+                 r"can read|reading|(?:a|short|quick|good) read"),
+    "recipe": (r"recipes?|cook|to cook|cooking|to bake|baking|make (?:dinner|lunch|breakfast)|"
                r"pack(?:ed)? lunch(?:es)?|lunch ?box(?:es)?|pack for (?:work|school|the office)"),
     # "game day" is a match on television, not a game to play
     "game": r"games?(?![- ]day)|(?:board|card|video|party|puzzle|word) ?games?|game night|to play",
@@ -77,7 +78,7 @@ MOOD_WORDS = {
     "melancholic": r"sad|depressing|melanchol\w*|tear ?jerkers?|gloomy|grief|bleak",
     "tense": r"tense|scary|creepy|frightening|thrill\w*|suspense\w*|dark|intense",
     "funny": r"funny|comed\w*|hilarious|laughs?",
-    "calm": r"calm|relax\w*|chill|peaceful|quiet",
+    "calm": r"calm|relax\w*|chill|peaceful|quiet|mellow|laid[- ]back|low[- ]key|soothing",
     "cozy": r"cozy|cosy|snug",
     "romantic": r"romantic|romance",
     "energetic": r"energetic|upbeat|high[- ]energy|intense",
@@ -100,7 +101,7 @@ NEGATION = (r"not in the mood for|not up for|not feeling|"
             r"no more|isn'?t|aren'?t|instead of")
 # a negation's scope ends at a clause boundary or a word that turns to what is wanted
 BOUNDARY = (r"[,.;:!?()\n]| but | just | rather | instead | only | though | please | this | "
-            r"these | tonight| today| tomorrow")
+            r"these | tonight| today| tomorrow| for (?:the|my|our|your|his|her|their) ")
 SCREEN = (r"screen[- ]?free|no screens?|without (?:a |any )?screens?|off[- ](?:the )?screens?|"
           r"away from (?:the )?screens?|unplugged|no devices?|not on (?:a|my) (?:phone|screen)|"
           r"(?:anything but|not|isn'?t|is not|aren'?t) (?:on )?(?:a |any )?screens?|"
@@ -116,11 +117,14 @@ SILENT = (r"no sound|without (?:the )?sound|sound off|silent(?:ly)?|on mute|mute
 SOUND_KINDS = ("music", "podcast", "film", "series")
 # what the person does meanwhile is their situation, not what they ask for: "something to
 # listen to while cooking" wants music or a podcast, not a recipe
-WHILE_DOING = r"(?:while|whilst|when|as) (?:i'?m |we'?re |i am |we are )?\w+ing"
+WHILE_DOING = (r"(?:while|whilst|when|as) (?:i'?m |we'?re |i am |we are )?\w+ing|"
+               r"(?:while|whilst) (?:i|we|they|he|she) \w+")  # "while we cook dinner"
 # a time of day that sounds like food: not a hint that food is wanted
 MEALTIME = r"(?:over|at|during|on my) lunch|lunch ?(?:break|hour|time)|lunchtime"
 FREE = r"(?<![-\w])free(?![-\w])(?! (?:time|evening|afternoon|morning|day|weekend|hour))"
-FREE_PHRASES = r"no money|without spending|costs? nothing|for nothing|zero cost|no cost"
+FREE_PHRASES = (r"no money|without spending|costs? nothing|for nothing|zero cost|no cost|"
+                r"(?:doesn'?t|does not|won'?t|shouldn'?t|don'?t) cost (?:anything|a thing|a penny|"
+                r"a cent|money)")
 # meat-free food: recipes, restaurants and cafés must be tagged vegetarian or vegan
 DIET = (r"vegetarian|veggie|vegan|meat[- ]?free|meatless|plant[- ]based|"
         r"(?:no|without|nothing with|not any) meat")
@@ -131,7 +135,7 @@ CHEAP = (r"cheap|budget|inexpensive|low[- ]cost|affordable|on a shoestring|"
 PLACE_LIMITS = {
     "indoors": (r"indoors?|inside|rain\w*|pouring|downpour|drizzl\w*|wet weather|storm\w*|"
                 r"stay(?:ing)? in", "indoors", ("home", "work", "city", "commute", "gym")),
-    "outdoors": (r"outdoors?|outside|fresh air|open air|in the park", "outdoors",
+    "outdoors": (r"outdoors?|outdoorsy|outside|fresh air|open air|in the park", "outdoors",
                  ("outdoors", "travel")),
     "at-home": (r"at home|on the (?:sofa|couch)|from home|stay(?:ing)? in|"
                 r"(?:a )?night in(?! town| the)|coming over|come over|"
@@ -154,7 +158,8 @@ AUDIENCE = {
     "kids": r"kids?|children|child|toddlers?|little ones?|family|son|daughter",
     # a teenager is family company, or a friend's, but not a toddler's
     "teens": r"teen\w*|adolescents?",
-    "partner": r"date night|a date|my (?:partner|wife|husband|girlfriend|boyfriend)|for two",
+    "partner": (r"date night|a date|my (?:partner|wife|husband|girlfriend|boyfriend)|"
+                r"for two(?! \w+s\b| people| children)"),  # not "for two toddlers", "two hours"
     "friends": (r"friends|mates|a group|the gang|party|(?:\d+|three|four|five|six|seven|eight) "
                 r"of us"),
     "alone": r"alone|by myself|on my own|solo|just me",
@@ -184,9 +189,17 @@ NEGATED_BEFORE = r"\b(?:nothing|not|no|never|don'?t want)\b(?:\s+[^\s,.;:!?]+){0
 LONG_FILM = r"\b(?:long|epic) (?:film|movie)"  # a long film runs two hours or more
 LONG_FILM_MINUTES = 120
 # after the amount: "20 min tops", "30 minutes max"; before it: "got 10 minutes", "only an hour"
-AT_MOST_AFTER = r"tops|max(?:imum)?|or less|at most|at the most"
+AT_MOST_AFTER = r"tops|max(?:imum)?|or less|at most|at the most|to kill|to spare"
 AT_MOST_HAVE = r"(?:i'?ve |i )?(?:got|have|only|just)(?: got)?"
 AMOUNT = r"(\d+(?:\.\d+)?|an?|half an?)\s*-?\s*(minutes?|mins?|m|hours?|hrs?|h)\b"
+# a ceiling in money ("under 15 euros", "£20 or less"): up to this much is cheap; a higher one
+# rules out nothing that the catalog's price levels can tell apart
+CURRENCY = r"euros?|eur|dollars?|bucks|pounds?|quid|gbp|usd"
+MONEY_BELOW = r"under|less than|below|no more than|not more than|max(?:imum)?|up to|at most|within"
+MONEY_AFTER = r"or less|tops|max(?:imum)?|at most"
+MONEY = (rf"(?:{MONEY_BELOW})\s*[€$£]\s?(\d+)|(?:{MONEY_BELOW})\s*(\d+)\s?(?:{CURRENCY}|€)|"
+         rf"[€$£]\s?(\d+)\s*(?:{MONEY_AFTER})|(\d+)\s?(?:{CURRENCY}|€)\s*(?:{MONEY_AFTER})")
+CHEAP_UP_TO = 30
 
 
 @dataclass(frozen=True)
@@ -460,6 +473,10 @@ class IntentReader:
             found.append(Constraint("diet-vegetarian", "vegetarian", "diet", "tags",
                                     ("vegetarian", "vegan"), within=self._diet_kinds))
             text = re.sub(rf"\b(?:{DIET})\b", " vegetarian ", text)
+        for match in re.finditer(rf"(?<![\w€$£])(?:{MONEY})(?!\w)", text):
+            amount = int(next(g for g in match.groups() if g))
+            if amount <= CHEAP_UP_TO:
+                text = text.replace(match.group(0), " cheap ")
         for pattern, constraint in (
                 (SCREEN, Constraint("screen", "no screen", "screen", "devices")),
                 (FREE_PHRASES, Constraint("price-free", "free", "price", "price", ("free",))),
