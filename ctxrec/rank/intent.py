@@ -50,9 +50,9 @@ KIND_WORDS = {
     "music": r"music|album|playlist|songs?|tunes",
     "podcast": r"podcasts?",
     "book": (r"books?|novels?|something to read|to read|can read|reading|"
-             r"(?:a|short|quick|good) read"),
+             r"(?:a|short|quick|good|light|easy|fun) read"),
     "longread": (r"longreads?|long reads?|articles?|essays?|something to read|to read|"
-                 r"can read|reading|(?:a|short|quick|good) read"),
+                 r"can read|reading|(?:a|short|quick|good|light|easy|fun) read"),
     "recipe": (r"recipes?|cook|to cook|cooking|to bake|baking|make (?:dinner|lunch|breakfast)|"
                r"pack(?:ed)? lunch(?:es)?|lunch ?box(?:es)?|pack for (?:work|school|the office)"),
     # "game day" is a match on television, not a game to play
@@ -65,7 +65,7 @@ KIND_WORDS = {
 }
 # when no kind is named: what the person wants to do points at a few kinds
 KIND_HINTS = {("film", "series"): (r"(?:to|can|could|all|we'?ll) watch|watch something|"
-                                   r"watch together|put on"),
+                                   r"watch together|put on|(?:should|shall) we watch"),
               ("podcast", "longread", "book"): (r"learn\w*|teach me|educational|informative|"
                                                 r"explainers?"),
               ("music", "podcast"): r"to listen to|listen to|something to listen",
@@ -81,9 +81,11 @@ MOOD_WORDS = {
     "calm": r"calm|relax\w*|chill|peaceful|quiet|mellow|laid[- ]back|low[- ]key|soothing",
     "cozy": r"cozy|cosy|snug",
     "romantic": r"romantic|romance",
-    "energetic": r"energetic|upbeat|high[- ]energy|intense",
+    "energetic": (r"energetic|upbeat|high[- ]energy|intense|(?:blow|let|burn) off (?:some )?"
+                  r"(?:steam|energy)"),
     "thoughtful": r"thoughtful|deep|thought-provoking",
-    "cheerful": r"cheerful|happy(?! to\b)|feel[- ]good|uplifting",  # "happy to wait" is willing
+    # "happy to wait" is willing, not cheerful
+    "cheerful": r"cheerful|happy(?! to\b)|feel[- ]good|uplifting|cheer (?:me |us )?up|pick-me-up",
     "adventurous": r"adventurous|adventure",
     "social": r"social|sociable",
     "focused": r"focus(?:ed)?|concentrat\w*|productive",
@@ -97,7 +99,8 @@ FORMAT_NOUNS = (r"shows?|programmes?|programs?|channels?|videos?|films?|movies?|
                 r"podcasts?|books?|novels?|documentar(?:y|ies)|songs?|music|games?")
 NEGATION = (r"not in the mood for|not up for|not feeling|"
             r"anything but|anything except|everything but|other than|not|no|nothing|without|"
-            r"never|avoid|skip|except|none|don'?t want|do not want|rather not|not into|hate|"
+            r"never|avoid|skip|except|none|don'?t want|do not want|rather not|not into|hates?|hated|"
+            r"can'?t stand|dislikes?|not a fan of|"
             r"no more|isn'?t|aren'?t|instead of")
 # a negation's scope ends at a clause boundary or a word that turns to what is wanted
 BOUNDARY = (r"[,.;:!?()\n]| but | just | rather | instead | only | though | please | this | "
@@ -121,7 +124,10 @@ WHILE_DOING = (r"(?:while|whilst|when|as) (?:i'?m |we'?re |i am |we are )?\w+ing
                r"(?:while|whilst) (?:i|we|they|he|she) \w+")  # "while we cook dinner"
 # a time of day that sounds like food: not a hint that food is wanted
 MEALTIME = r"(?:over|at|during|on my) lunch|lunch ?(?:break|hour|time)|lunchtime"
-FREE = r"(?<![-\w])free(?![-\w])(?! (?:time|evening|afternoon|morning|day|weekend|hour))"
+# not free time ("the whole day free", "I'm free tonight": time, not price)
+FREE = (r"(?<![-\w])(?<!day )(?<!days )(?<!evening )(?<!afternoon )(?<!morning )(?<!weekend )"
+        r"(?<!time )(?<!hour )(?<!hours )(?<!i'm )(?<!i am )(?<!we're )(?<!we are )(?<!are )"
+        r"free(?![-\w])(?! (?:time|evening|afternoon|morning|day|weekend|hour))")
 FREE_PHRASES = (r"no money|without spending|costs? nothing|for nothing|zero cost|no cost|"
                 r"(?:doesn'?t|does not|won'?t|shouldn'?t|don'?t) cost (?:anything|a thing|a penny|"
                 r"a cent|money)")
@@ -182,7 +188,8 @@ SITUATION_COLUMNS = ("dayparts", "days", "places", "devices", "companions")
 UNITS = {"min": 1, "mins": 1, "minute": 1, "minutes": 1, "m": 1, "h": 60, "hr": 60, "hrs": 60,
          "hour": 60, "hours": 60}
 AT_MOST = (r"nothing longer than|no longer than|not longer than|not more than|not over|under|"
-           r"less than|at most|no more than|within|max(?:imum)?|up to|shorter than|<")
+           r"less than|at most|no more than|within|max(?:imum)?|up to|shorter than|<|"
+           r"(?:make|cook|do|done|ready|finish(?:ed)?) in")
 AT_LEAST = r"over|more than|at least|longer than|>"
 # a negation at most three words before a lower bound, in the same clause, turns it round
 NEGATED_BEFORE = r"\b(?:nothing|not|no|never|don'?t want)\b(?:\s+[^\s,.;:!?]+){0,3}\s*$"
