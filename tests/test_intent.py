@@ -103,6 +103,10 @@ def test_negation_excludes_and_leaves_the_excluded_out_of_the_soft_text(reader):
     ("what should we watch, my wife hates horror", "kind: film or series"),
     ("something healthy for lunch that I can make in 10 minutes", "≤ 10 min"),
     ("a light read for the beach", "kind: book or longread"),
+    ("I have two hours before my train", "≤ 2 h"),
+    ("too tired to go out", "at home"),
+    ("we don't want to go out tonight", "at home"),
+    ("I don't want to spend more than 10 pounds", "cheap"),
 ])
 def test_limits_are_read(reader, text, expected):
     assert expected in labels(reader.read(text))
@@ -167,6 +171,7 @@ def test_tags_and_moods_asked_for_are_preferences_but_not_when_negated(reader):
     assert "likes: calm" in {c.label for c in reader.read("a mellow evening").preferences}
     assert "likes: cheerful" in {c.label for c in reader.read("feeling down, cheer me up").preferences}
     assert "likes: horror" not in {c.label for c in reader.read("my wife hates horror").preferences}
+    assert "likes: calm" in {c.label for c in reader.read("something calming").preferences}
     # a tag that names a kind or a situation is read as that limit, not again as a preference
     assert reader.read("a podcast for the morning").preferences == ()
     assert reading.without(["like-tag-jazz"]).preferences == tuple(
@@ -252,6 +257,7 @@ def test_a_preference_lifts_the_items_that_carry_it_and_the_card_says_so(recomme
     ("something under 20 minutes", "cheap"),
     ("we've got the whole day free, the kids are 7 and 9", "free"),
     ("I'm free tonight, what's on?", "free"),
+    ("too tired to go out", "out"),
 ])
 def test_what_only_looks_like_a_limit_is_not_read_as_one(reader, text, unexpected):
     assert unexpected not in labels(reader.read(text))

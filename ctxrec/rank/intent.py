@@ -78,7 +78,8 @@ MOOD_WORDS = {
     "melancholic": r"sad|depressing|melanchol\w*|tear ?jerkers?|gloomy|grief|bleak",
     "tense": r"tense|scary|creepy|frightening|thrill\w*|suspense\w*|dark|intense",
     "funny": r"funny|comed\w*|hilarious|laughs?",
-    "calm": r"calm|relax\w*|chill|peaceful|quiet|mellow|laid[- ]back|low[- ]key|soothing",
+    "calm": (r"calm\w*|relax\w*|chill|peaceful|quiet|mellow|laid[- ]back|low[- ]key|"
+             r"soothing"),
     "cozy": r"cozy|cosy|snug",
     "romantic": r"romantic|romance",
     "energetic": (r"energetic|upbeat|high[- ]energy|intense|(?:blow|let|burn) off (?:some )?"
@@ -110,6 +111,9 @@ SCREEN = (r"screen[- ]?free|no screens?|without (?:a |any )?screens?|off[- ](?:t
           r"(?:anything but|not|isn'?t|is not|aren'?t) (?:on )?(?:a |any )?screens?|"
           r"no wi-?fi|offline|"
           r"(?:doesn'?t|does not|don'?t|do not|won'?t) (?:involve|need|use) (?:a |any )?screens?")
+# not going out is staying at home, read before negation would take "go out" away
+STAY_HOME = (r"too \w+ to go out|(?:don'?t|do not|can'?t|cannot|won'?t) (?:want to |feel like )?"
+             r"go(?:ing)? out")
 # kinds that are places to go to: not what one does on board a train or a plane
 DESTINATION_KINDS = ("daytrip", "event", "restaurant", "fitness", "cafe")
 # "my 5yo", "a 10 year old": under 13 is a child, 13 to 19 a teenager
@@ -198,11 +202,18 @@ LONG_FILM_MINUTES = 120
 # after the amount: "20 min tops", "30 minutes max"; before it: "got 10 minutes", "only an hour"
 AT_MOST_AFTER = r"tops|max(?:imum)?|or less|at most|at the most|to kill|to spare"
 AT_MOST_HAVE = r"(?:i'?ve |i )?(?:got|have|only|just)(?: got)?"
-AMOUNT = r"(\d+(?:\.\d+)?|an?|half an?)\s*-?\s*(minutes?|mins?|m|hours?|hrs?|h)\b"
+NUMBER_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
+                "eight": 8, "nine": 9, "ten": 10, "fifteen": 15, "twenty": 20, "thirty": 30,
+                "forty": 40, "forty-five": 45, "fifty": 50, "sixty": 60, "ninety": 90}
+AMOUNT = (r"(\d+(?:\.\d+)?|an?|half an?|forty-five|"
+          + "|".join(w for w in NUMBER_WORDS if w != "forty-five")
+          + r")\s*-?\s*(minutes?|mins?|m|hours?|hrs?|h)\b")
 # a ceiling in money ("under 15 euros", "£20 or less"): up to this much is cheap; a higher one
 # rules out nothing that the catalog's price levels can tell apart
 CURRENCY = r"euros?|eur|dollars?|bucks|pounds?|quid|gbp|usd"
-MONEY_BELOW = r"under|less than|below|no more than|not more than|max(?:imum)?|up to|at most|within"
+MONEY_BELOW = (r"under|less than|below|no more than|not more than|max(?:imum)?|up to|at most|"
+               r"within|(?:don'?t|do not|won'?t|can'?t|not) (?:want to )?(?:spend|pay) (?:more than|"
+               r"over)")
 MONEY_AFTER = r"or less|tops|max(?:imum)?|at most"
 MONEY = (rf"(?:{MONEY_BELOW})\s*[€$£]\s?(\d+)|(?:{MONEY_BELOW})\s*(\d+)\s?(?:{CURRENCY}|€)|"
          rf"[€$£]\s?(\d+)\s*(?:{MONEY_AFTER})|(\d+)\s?(?:{CURRENCY}|€)\s*(?:{MONEY_AFTER})")
@@ -480,6 +491,7 @@ class IntentReader:
             found.append(Constraint("diet-vegetarian", "vegetarian", "diet", "tags",
                                     ("vegetarian", "vegan"), within=self._diet_kinds))
             text = re.sub(rf"\b(?:{DIET})\b", " vegetarian ", text)
+        text = re.sub(rf"\b(?:{STAY_HOME})\b", " at home ", text)
         for match in re.finditer(rf"(?<![\w€$£])(?:{MONEY})(?!\w)", text):
             amount = int(next(g for g in match.groups() if g))
             if amount <= CHEAP_UP_TO:
@@ -656,6 +668,8 @@ def _minutes(amount: str, unit: str) -> float | None:
         value = 1.0
     elif amount.startswith("half"):
         value = 0.5
+    elif amount.lower() in NUMBER_WORDS:
+        value = float(NUMBER_WORDS[amount.lower()])
     else:
         value = float(amount)
     return value * scale if value > 0 else None
