@@ -273,6 +273,10 @@ def test_slips_are_read_as_the_words_meant_only_when_the_vocabulary_lacks_them(c
     assert "kind: music or podcast" in labels(reader.read("somthing calm to lisen to"))
     assert labels(IntentReader(catalog).read("somthing calm to lisen to")) == []  # no vocabulary
     assert reader.read("a serious documentary").soft_text == "a serious documentary"
+    # the plural-optional words of the rules and the catalog's own tags are spellings too
+    assert {"kind: podcast", "on the way"} <= set(labels(reader.read("podcats for my comute")))
+    assert "not: horror" in labels(reader.read("no horor pls"))
+    assert "kind: series" in labels(reader.read("an epsiode of something funny"))
 
 
 @pytest.mark.parametrize("text", ["x" * 20_000, "¿algo para ver esta noche? 🎬🍿", "", "   ",

@@ -401,6 +401,10 @@ class IntentReader:
             if plural:
                 spoken.setdefault(plural, tag)
         self._tag_words = spoken
+        # slips are read as the rules' words or the catalog's own ("horor" → "horror")
+        own = {w for said in spoken for w in said.split()} | self.kinds | self.moods
+        self._spelling = sorted(set(_rule_words()) | {w.lower() for w in own
+                                                      if len(w) >= 5 and w.isalpha()})
         self._tag_pattern = re.compile(r"\b(?:" + "|".join(
             re.escape(s) for s in sorted(spoken, key=len, reverse=True)) + r")\b") \
             if spoken else None
@@ -452,7 +456,7 @@ class IntentReader:
         if not self.known_words or len(word) < 5 or word in self.known_words or \
                 not word.isalpha():
             return word
-        close = difflib.get_close_matches(word, _rule_words(), n=1, cutoff=0.85)
+        close = difflib.get_close_matches(word, self._spelling, n=1, cutoff=0.85)
         return close[0] if close else word
 
     def _limits(self, text: str, found: list[Constraint]) -> str:
@@ -618,6 +622,11 @@ class IntentReader:
         return out
 
 
+# the common forms of the rules' stems ("commut\w*"), which the spelling has no word for
+STEM_FORMS = ("commute", "commuting", "relax", "relaxing", "relaxed", "thriller", "suspense",
+              "learn", "learning", "comedy", "comedies", "melancholic", "rainy", "raining")
+
+
 @lru_cache(maxsize=1)
 def _rule_words() -> list[str]:
     """The plain words the rules look for, for spelling correction."""
@@ -626,7 +635,10 @@ def _rule_words() -> list[str]:
                 NEGATION, SCREEN, CHEAP, DIET, "something anything"]
     # whole words only: "commut" in "commut\\w*" is a stem, not a spelling to correct toward
     whole = r"(?<![\\\w])[a-z]{5,}(?![\w\\(?*])"
-    return sorted({w for p in patterns for w in re.findall(whole, p)})
+    plural = r"(?<![\\\w])([a-z]{4,})s\?"  # "movies?": movie and movies
+    words = {w for p in patterns for w in re.findall(whole, p)}
+    words |= {f for p in patterns for w in re.findall(plural, p) for f in (w, w + "s")}
+    return sorted(w for w in words | set(STEM_FORMS) if len(w) >= 5)
 
 
 def _plural(words: str) -> str | None:
