@@ -42,6 +42,7 @@ __all__ = ["ColumnValues", "Constraint", "IntentReader", "KindAnswerer", "ReadIn
 
 SCOPE_WORDS = 4  # a negation reaches at most this many words
 MAX_READ_CHARS = 2_000  # the rules read the first 2,000 characters; the encoder clips its own
+SPELL_WORDS = 60  # slips are looked for in the first 60 words (a pasted page would take seconds)
 
 # How people name each kind of item; a catalog's own category names (and their plurals) count too.
 KIND_WORDS = {
@@ -403,8 +404,14 @@ class IntentReader:
         self._tag_words = spoken
         # slips are read as the rules' words or the catalog's own ("horor" → "horror")
         own = {w for said in spoken for w in said.split()} | self.kinds | self.moods
-        self._spelling = sorted(set(_rule_words()) | {w.lower() for w in own
-                                                      if len(w) >= 5 and w.isalpha()})
+        spelling = set(_rule_words()) | {w.lower() for w in own if len(w) >= 5 and w.isalpha()}
+        # what each word becomes with up to two letters taken out: a slip shares one of these
+        # with its word, so only those few are compared (comparing with every word took 12 ms)
+        self._near: dict[str, set[str]] = {}
+        for word in spelling:
+            for shorter in _deletions(word):
+                self._near.setdefault(shorter, set()).add(word)
+        self._spelled = lru_cache(maxsize=4096)(self._spell)
         self._tag_pattern = re.compile(r"\b(?:" + "|".join(
             re.escape(s) for s in sorted(spoken, key=len, reverse=True)) + r")\b") \
             if spoken else None
@@ -414,8 +421,9 @@ class IntentReader:
         notes = []
         if len(text) > MAX_READ_CHARS:
             notes.append(f"Only the first {MAX_READ_CHARS:,} characters were read for limits.")
-        lowered = " " + " ".join(self._spelled(w) for w in text[:MAX_READ_CHARS].lower().split()) \
-            + " "
+        words = text[:MAX_READ_CHARS].lower().split()
+        lowered = " " + " ".join([*map(self._spelled, words[:SPELL_WORDS]),
+                                  *words[SPELL_WORDS:]]) + " "
         found: list[Constraint] = []
         lowered = self._limits(lowered, found)
         lowered = re.sub(rf"\b{DEGREE}\b", " ", lowered)
@@ -451,13 +459,15 @@ class IntentReader:
                       for tag in tags if tag not in self._not_preferences and tag not in moods]
         return tuple(found)
 
-    def _spelled(self, word: str) -> str:
+    def _spell(self, word: str) -> str:
         """``word``, or the rule word it is a slip of (only for words the vocabulary lacks)."""
         if not self.known_words or len(word) < 5 or word in self.known_words or \
                 not word.isalpha():
             return word
-        close = difflib.get_close_matches(word, self._spelling, n=1, cutoff=0.85)
-        return close[0] if close else word
+        near = {w for shorter in _deletions(word) for w in self._near.get(shorter, ())}
+        scored = [(difflib.SequenceMatcher(None, word, w).ratio(), w) for w in near]
+        best = max(scored, default=(0.0, word))
+        return best[1] if best[0] >= 0.85 else word
 
     def _limits(self, text: str, found: list[Constraint]) -> str:
         """Duration, price and screen limits, taken out of the text (negation would misread
@@ -620,6 +630,15 @@ class IntentReader:
             out.append(Constraint("daytime-" + "+".join(times), " or ".join(times), "daytime",
                                   "dayparts", times))
         return out
+
+
+def _deletions(word: str, depth: int = 2) -> set[str]:
+    """``word`` and every string made from it by taking out up to ``depth`` letters."""
+    found, frontier = {word}, {word}
+    for _ in range(depth):
+        frontier = {w[:i] + w[i + 1:] for w in frontier for i in range(len(w))}
+        found |= frontier
+    return found
 
 
 # the common forms of the rules' stems ("commut\w*"), which the spelling has no word for
