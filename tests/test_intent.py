@@ -277,6 +277,10 @@ def test_slips_are_read_as_the_words_meant_only_when_the_vocabulary_lacks_them(c
     assert {"kind: podcast", "on the way"} <= set(labels(reader.read("podcats for my comute")))
     assert "not: horror" in labels(reader.read("no horor pls"))
     assert "kind: series" in labels(reader.read("an epsiode of something funny"))
+    # two letters swapped, and the shorthand of chat
+    assert {"kind: film", "with kids", "evening or night"} <= set(
+        labels(reader.read("a moive for tonite, with the kidz pls")))
+    assert "no screen" in labels(reader.read("smth 2nite w/o screens"))
 
 
 @pytest.mark.parametrize("text", ["x" * 20_000, "¿algo para ver esta noche? 🎬🍿", "", "   ",

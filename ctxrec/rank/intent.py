@@ -43,6 +43,12 @@ __all__ = ["ColumnValues", "Constraint", "IntentReader", "KindAnswerer", "ReadIn
 SCOPE_WORDS = 4  # a negation reaches at most this many words
 MAX_READ_CHARS = 2_000  # the rules read the first 2,000 characters; the encoder clips its own
 SPELL_WORDS = 60  # slips are looked for in the first 60 words (a pasted page would take seconds)
+# the shorthand of chat, read as the words it stands for
+SHORTHAND = {"tonite": "tonight", "2nite": "tonight", "2night": "tonight", "kidz": "kids",
+             "pls": "please", "plz": "please", "smth": "something", "sth": "something",
+             "somethin": "something", "nothin": "nothing", "wanna": "want to", "gonna": "going to",
+             "cuz": "because", "2day": "today", "2moro": "tomorrow"}
+_SHORTHAND = re.compile(r"\b(?:" + "|".join(SHORTHAND) + r")\b")
 
 # How people name each kind of item; a catalog's own category names (and their plurals) count too.
 KIND_WORDS = {
@@ -421,7 +427,9 @@ class IntentReader:
         notes = []
         if len(text) > MAX_READ_CHARS:
             notes.append(f"Only the first {MAX_READ_CHARS:,} characters were read for limits.")
-        words = text[:MAX_READ_CHARS].lower().split()
+        lowered = re.sub(r"\bw/o\b", "without", re.sub(r"\bw/(?!o\b)", "with ",
+                                                        text[:MAX_READ_CHARS].lower()))
+        words = _SHORTHAND.sub(lambda m: SHORTHAND[m.group(0)], lowered).split()
         lowered = " " + " ".join([*map(self._spelled, words[:SPELL_WORDS]),
                                   *words[SPELL_WORDS:]]) + " "
         found: list[Constraint] = []
@@ -465,7 +473,9 @@ class IntentReader:
                 not word.isalpha():
             return word
         near = {w for shorter in _deletions(word) for w in self._near.get(shorter, ())}
-        scored = [(difflib.SequenceMatcher(None, word, w).ratio(), w) for w in near]
+        # two letters swapped is a slip however short the word ("moive" scores only 0.8)
+        scored = [(1.0 if _swapped(word, w) else difflib.SequenceMatcher(None, word, w).ratio(), w)
+                  for w in near]
         best = max(scored, default=(0.0, word))
         return best[1] if best[0] >= 0.85 else word
 
@@ -630,6 +640,15 @@ class IntentReader:
             out.append(Constraint("daytime-" + "+".join(times), " or ".join(times), "daytime",
                                   "dayparts", times))
         return out
+
+
+def _swapped(a: str, b: str) -> bool:
+    """Whether ``b`` is ``a`` with two neighbouring letters swapped."""
+    if len(a) != len(b):
+        return False
+    diff = [i for i, (x, y) in enumerate(zip(a, b)) if x != y]
+    return len(diff) == 2 and diff[1] == diff[0] + 1 and a[diff[0]] == b[diff[1]] and \
+        a[diff[1]] == b[diff[0]]
 
 
 def _deletions(word: str, depth: int = 2) -> set[str]:
