@@ -376,8 +376,9 @@ class IntentReader:
     Args:
         catalog: whose categories, tags and moods the rules match.
         known_words: words that are spelled right (e.g. an encoder's vocabulary); other words
-            within one or two letters of a word the rules look for are read as that word
-            ("lisen" → "listen"). Without it, no spelling is corrected.
+            within one or two letters of a word the rules look for, or of the catalog's own
+            tags, moods and kinds, are read as that word ("lisen" → "listen", "horor" →
+            "horror"). Without it, no spelling is corrected.
     """
 
     def __init__(self, catalog: Catalog, known_words: Collection[str] = ()):
