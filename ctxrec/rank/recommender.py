@@ -283,11 +283,18 @@ class Recommender:
         sims = self.similarities(self._encode(intent), rows)
         if not preferences:
             return sims
-        liked = np.zeros(len(sims), dtype=np.float32)
-        for c in preferences:  # over the scored rows only: at 1M items the whole catalog's
-            # shares took longer than scoring the candidates
+        return sims + self._preference_bonus(preferences, rows)
+
+    def _preference_bonus(self, preferences: Sequence[Constraint],
+                          rows: Rows | None = None) -> np.ndarray:
+        """``preference_bonus`` times the share of ``preferences`` each item (or each item at
+        ``rows``) carries; over the given rows only, as at 1M items the whole catalog's shares
+        took longer than scoring the candidates."""
+        liked = np.zeros(len(self.catalog) if rows is None else len(rows.positions),
+                         dtype=np.float32)
+        for c in preferences:
             liked += self._has(c) if rows is None else self._has(c)[rows.positions]
-        return sims + self.config.preference_bonus / len(preferences) * liked
+        return self.config.preference_bonus / len(preferences) * liked
 
     def mood_scores(self, intent: str, rows: Rows | None = None) -> np.ndarray:
         moods = self._item_moods if rows is None else self._item_moods[rows.positions]
@@ -612,10 +619,7 @@ class Recommender:
         if self.popularity is not None:
             add("popularity", self.popularity)
         if reading is not None and reading.preferences:
-            liked = np.zeros(len(self.catalog), dtype=np.float32)
-            for c in reading.preferences:
-                liked += self._has(c)
-            add("intent", liked, self.config.preference_bonus / len(reading.preferences))
+            add("intent", self._preference_bonus(reading.preferences))
         return part
 
     def _fuse(self, scored: _Scored) -> np.ndarray:
