@@ -463,6 +463,10 @@ def _add_tune_llm(sub: _Sub) -> None:
     tl.add_argument("--examples-per-user", type=int, default=4,
                     help="moments drawn from each user's training history; those whose next "
                          "item is in the first stage's top K are kept")
+    tl.add_argument("--cross-fit", type=int, default=0, metavar="N",
+                    help="cross-fitted lists: each user's last N training events, ranked by a "
+                         "copy of the first stage trained without them, so the lists are as hard "
+                         "as the ones re-ranked later (replaces --examples-per-user; 0: off)")
     tl.add_argument("--negatives", type=int, default=3,
                     help="pointwise: hard negatives per moment, from the same top K")
     tl.add_argument("--top-k", type=int, default=20, help="candidates re-ranked (listwise ≤ 26)")
@@ -488,6 +492,8 @@ def _run_tune_llm(args: argparse.Namespace) -> int:
                  "patience"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+    if args.cross_fit < 0:
+        raise ValueError("--cross-fit must be 0 (off) or more")
     if not 2 <= args.top_k <= (len(LABELS) if args.scoring == "listwise" else 1000):
         raise ValueError(f"--top-k must be between 2 and {len(LABELS)} for listwise scoring"
                          if args.scoring == "listwise" else "--top-k must be at least 2")
@@ -497,6 +503,8 @@ def _run_tune_llm(args: argparse.Namespace) -> int:
         if kind == "check":
             print(f"step {figures['step']}: valid NDCG@10 {figures['valid_ndcg@10']:.4f} at "
                   f"weight {figures['weight']:g}", file=sys.stderr)
+        elif kind != "step":
+            print(kind, file=sys.stderr)
         else:
             print(f"\rstep {figures['step']}/{figures['steps']} loss {figures['loss']:.4f}",
                   end="", file=sys.stderr)
@@ -506,7 +514,8 @@ def _run_tune_llm(args: argparse.Namespace) -> int:
                        negatives=args.negatives, top_k=args.top_k, epochs=args.epochs,
                        batch_size=args.batch_size, learning_rate=args.learning_rate,
                        lora_rank=args.lora_rank, eval_every=args.eval_every,
-                       patience=args.patience, seed=args.seed, progress=progress)
+                       patience=args.patience, seed=args.seed, cross_fit=args.cross_fit,
+                       progress=progress)
     _write_results(run, args.results)
     return 0
 

@@ -44,6 +44,27 @@ def recommender(catalog, encoder, vectors):
     return Recommender(catalog, encoder, vectors)
 
 
+@pytest.fixture(scope="session")
+def tiny_llm_folder(tmp_path_factory):
+    """A two-layer random Llama with SmolLM2's tokenizer (and chat template), saved as a folder so
+    that ``load_llm`` and an adapter's record can name it."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from ctxrec.llm.models import DEFAULT_LLM, load_llm, packaged_cache_dir
+
+    load_llm(DEFAULT_LLM, device="cpu")  # converts the packaged model once, for its tokenizer
+    tokenizer = AutoTokenizer.from_pretrained(packaged_cache_dir())
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
+                         max_position_embeddings=2048, initializer_range=0.5)
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("llm") / "tiny-llama"
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 @pytest.fixture
 def no_network(monkeypatch):
     """Any attempt to open a network connection fails at once."""

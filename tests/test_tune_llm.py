@@ -10,7 +10,6 @@ from datetime import datetime
 
 import numpy as np
 import pytest
-import torch
 from conftest import ROOT
 
 from ctxrec import Context, HistoryEntry, ModelLoadError
@@ -19,7 +18,7 @@ from ctxrec.data.movielens import load_movielens
 from ctxrec.evaluation.split import leave_last_out
 from ctxrec.llm.adapters import (ADAPTER_FILE, describe_adapter, load_tuned_reranker,
                                  read_adapter, rerankers_dir, tuned_rerankers)
-from ctxrec.llm.models import DEFAULT_LLM, load_llm, packaged_cache_dir
+from ctxrec.llm.models import DEFAULT_LLM, load_llm
 from ctxrec.llm.rerank import LLMReranker, label_token_ids
 from ctxrec.tune.reranker import (RerankList, fused_ndcg, score_lists, training_moments,
                                   training_rows, tune_reranker, validated_weight)
@@ -29,27 +28,9 @@ EVENING = Context(when=datetime(2026, 3, 6, 21, 0), place="home", device="tv",
                   history=(HistoryEntry("film-16", 1),))
 
 
-@pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory):
-    """A two-layer random Llama with SmolLM2's tokenizer (and chat template), saved as a folder so
-    that ``load_llm`` and an adapter's record can name it."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    load_llm(DEFAULT_LLM, device="cpu")  # converts the packaged model once, for its tokenizer
-    tokenizer = AutoTokenizer.from_pretrained(packaged_cache_dir())
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
-                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
-                         max_position_embeddings=2048, initializer_range=0.5)
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("llm") / "tiny-llama"
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
 @pytest.fixture
-def listwise(tiny_folder):
-    return LLMReranker(load_llm(str(tiny_folder), device="cpu", dtype="float32"),
+def listwise(tiny_llm_folder):
+    return LLMReranker(load_llm(str(tiny_llm_folder), device="cpu", dtype="float32"),
                        scoring="listwise")
 
 
@@ -203,7 +184,7 @@ def test_a_folder_that_is_not_a_tuned_reranker_says_so(tmp_path):
         read_adapter(tmp_path)
 
 
-def test_the_command_tunes_evaluates_and_the_page_offers_the_result(tiny_movielens, tiny_folder,
+def test_the_command_tunes_evaluates_and_the_page_offers_the_result(tiny_movielens, tiny_llm_folder,
                                                                    tmp_path, capsys,
                                                                    monkeypatch):
     from streamlit.testing.v1 import AppTest
@@ -214,7 +195,7 @@ def test_the_command_tunes_evaluates_and_the_page_offers_the_result(tiny_moviele
                  "--hidden", "16", "--epochs", "2", "--out", str(checkpoint)]) == 0
     capsys.readouterr()
     assert main(["tune-llm", "--data", str(tiny_movielens), "--checkpoint", str(checkpoint),
-                 "--model", str(tiny_folder), "--examples-per-user", "2", "--top-k", "6",
+                 "--model", str(tiny_llm_folder), "--examples-per-user", "2", "--top-k", "6",
                  "--eval-every", "5", "--batch-size", "4", "--results",
                  str(tmp_path / "run.json")]) == 0
     run = json.loads(capsys.readouterr().out)
@@ -246,7 +227,7 @@ def test_the_command_tunes_evaluates_and_the_page_offers_the_result(tiny_moviele
 
     # an untuned model reads the list the same way when asked to
     assert main(["evaluate", "--data", str(tiny_movielens), "--models", "popularity",
-                 "--checkpoint", str(checkpoint), "--llm-rerank", "--llm", str(tiny_folder),
+                 "--checkpoint", str(checkpoint), "--llm-rerank", "--llm", str(tiny_llm_folder),
                  "--llm-scoring", "listwise", "--llm-k", "6", "--target", "valid", "--out",
                  str(tmp_path / "zero-shot.json")]) == 0
     zero_shot = json.loads(capsys.readouterr().out)["results"]
@@ -314,7 +295,7 @@ def test_the_packaged_model_tunes_and_loads(catalog, tmp_path):
 
 
 def test_the_train_page_tunes_in_the_background_and_hands_the_result_over(tiny_movielens,
-                                                                        tiny_folder, tmp_path,
+                                                                        tiny_llm_folder, tmp_path,
                                                                         monkeypatch):
     from streamlit.testing.v1 import AppTest
 
@@ -332,7 +313,7 @@ def test_the_train_page_tunes_in_the_background_and_hands_the_result_over(tiny_m
     assert at.selectbox(key="tn_checkpoint").value.name == "tiny-seq"
     at.selectbox(key="tn_llm_choice").set_value(
         "Other (Hugging Face id or local folder)…").run()
-    at.text_input(key="tn_llm_custom").input(str(tiny_folder)).run()
+    at.text_input(key="tn_llm_custom").input(str(tiny_llm_folder)).run()
     at.number_input(key="tn_every").set_value(5)
     at.button(key="FormSubmitter:tn_llm_form-Tune").click().run()
     assert not at.exception, at.exception
