@@ -315,11 +315,13 @@ def test_the_train_page_tunes_in_the_background_and_hands_the_result_over(tiny_m
         "Other (Hugging Face id or local folder)…").run()
     at.text_input(key="tn_llm_custom").input(str(tiny_llm_folder)).run()
     at.number_input(key="tn_every").set_value(5)
+    at.number_input(key="tn_cross_fit").set_value(2)
     at.button(key="FormSubmitter:tn_llm_form-Tune").click().run()
     assert not at.exception, at.exception
     job = latest_tuning()
     assert job is not None and job.kind == "llm"
     assert job.wait(600) and job.error is None, job.error
+    assert job.result["cross_fit"] == 2 and job.result["moments"] == 2 * 40
     at.run()
     assert not at.exception, at.exception
     assert any("Done: saved as" in s.value for s in at.success)

@@ -80,6 +80,12 @@ def _llm_form(data: str, busy: bool) -> None:
                                  help="listwise: one prompt, a letter per candidate; "
                                       "pointwise: a Yes/No per candidate")
         per_user = right.number_input("Moments per user", 1, 50, 2, key="tn_per_user")
+        cross_fit = right.number_input(
+            "Cross-fit: last N events per user", 0, 50, 0, key="tn_cross_fit",
+            help="0: moments drawn from the training histories, ranked by the first stage. "
+                 "N: each user's last N training events, ranked by a copy of the first stage "
+                 "trained without them (as hard as the lists it will re-rank; replaces "
+                 "moments per user, and trains that copy first)")
         every = right.number_input("Validate every N steps", 1, 10_000, 60, key="tn_every")
         go = st.form_submit_button("Tune", type="primary", disabled=busy,
                                    help="One job at a time" if busy else None)
@@ -92,7 +98,8 @@ def _llm_form(data: str, busy: bool) -> None:
         out = rerankers_dir() / f"{Path(data).name}-{scoring}-{_stamp()}"
         _start("llm", out, data, lambda progress, stop: run_tune_llm(
             data, str(checkpoint), str(out), model=pick.name or DEFAULT_LLM, scoring=scoring,
-            per_user=int(per_user), eval_every=int(every), progress=progress,
+            per_user=int(per_user), cross_fit=int(cross_fit), eval_every=int(every),
+            progress=progress,
             should_stop=stop))
 
 
