@@ -10,6 +10,7 @@ from datetime import datetime
 
 import numpy as np
 import pytest
+import torch
 from conftest import ROOT
 
 from ctxrec import Context, HistoryEntry, ModelLoadError
@@ -209,12 +210,14 @@ def test_the_command_tunes_evaluates_and_the_page_offers_the_result(tiny_moviele
 
     assert main(["evaluate", "--data", str(tiny_movielens), "--models", "popularity",
                  "--checkpoint", str(checkpoint), "--llm-adapter", str(folder), "--llm-k", "6",
-                 "--target", "valid", "--out", str(tmp_path / "ev.json")]) == 0
+                 "--llm-dtype", "float32", "--target", "valid", "--out",
+                 str(tmp_path / "ev.json")]) == 0
     ev = json.loads(capsys.readouterr().out)
     rows = {(r["model"], r["protocol"]): r for r in ev["results"]}
     reranked = [m for m, p in rows if "re-rank" in m]
     assert reranked and f"weight {run['weight']:g}" in reranked[0] and "listwise" in reranked[0]
-    # the same validation events, the same fusion: the figure is the one tune-llm chose
+    # the same validation events, the same fusion, the dtype it was tuned in: the figure is the
+    # one tune-llm chose
     row = rows[(reranked[0], "full ranking (history not masked)")]
     assert np.isclose(row["NDCG@10"], tuned)
     # and it is compared, user by user, with the first stage it re-ranks
@@ -343,3 +346,41 @@ def test_the_tuning_bench_reports_both_ways_against_scoring_the_same_prompts(tin
         assert row["examples"] == 8 and row["seconds_per_1000_examples"] > 0
         assert row["ratio_to_scoring"] > 1  # a training step costs more than a forward pass
     assert out["listwise"]["prompt_tokens_mean"] > out["pointwise"]["prompt_tokens_mean"]
+
+
+def test_an_adapter_loaded_in_bfloat16_keeps_updates_smaller_than_its_rounding_step(
+        tiny_llm_folder, tmp_path):
+    """LoRA's updates are mostly under half of bfloat16's step at the weights' scale; merged in
+    float32 and rounded once they survive on average, where merging into weights already on
+    bfloat16's grid rounds most of them away."""
+    from peft import LoraConfig, PeftModel, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    peft = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_llm_folder),
+                          LoraConfig(r=4, lora_alpha=4, target_modules=["q_proj"]))
+    draw = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, weight in peft.named_parameters():
+            if "lora_A" in name:
+                weight.copy_(torch.randn(weight.shape, generator=draw))
+            elif "lora_B" in name:
+                weight.copy_(torch.randn(weight.shape, generator=draw) * 1e-4)
+    peft.save_pretrained(tmp_path / "adapter")
+    layers = peft.base_model.model.model.layers
+    delta = torch.cat([(b.lora_B["default"].weight @ b.lora_A["default"].weight).flatten()
+                       for b in (layer.self_attn.q_proj for layer in layers)]).detach()
+
+    def q_weights(model) -> torch.Tensor:
+        return torch.cat([layer.self_attn.q_proj.weight.detach().float().flatten()
+                          for layer in model.model.layers])
+
+    base = q_weights(load_llm(str(tiny_llm_folder), device="cpu", dtype="bfloat16").model)
+    loaded = load_llm(str(tiny_llm_folder), device="cpu", dtype="bfloat16",
+                      adapter=tmp_path / "adapter")
+    assert next(loaded.model.parameters()).dtype == torch.bfloat16
+    kept = float((q_weights(loaded.model) - base) @ delta / (delta @ delta))
+    assert 0.7 < kept < 1.3
+    naive = PeftModel.from_pretrained(
+        load_llm(str(tiny_llm_folder), device="cpu", dtype="bfloat16").model,
+        str(tmp_path / "adapter")).merge_and_unload()
+    assert float((q_weights(naive) - base) @ delta / (delta @ delta)) < 0.5

@@ -248,7 +248,10 @@ def load_llm(name: str = DEFAULT_LLM, device: str | None = None,
         ModelLoadError: with a readable reason, whatever went wrong.
     """
     device = pick_device(device)
-    chosen = _dtype_for(device, dtype)
+    wanted = _dtype_for(device, dtype)
+    # an adapter is merged in float32 and the sum rounded once: merged into bfloat16 weights,
+    # which sit on bfloat16's grid, every update under half a step would round away
+    chosen = torch.float32 if adapter is not None else wanted
     logging.getLogger("transformers").setLevel(logging.ERROR)
     if name == DEFAULT_LLM:
         model, tokenizer = _load_packaged(device, chosen)
@@ -272,7 +275,7 @@ def load_llm(name: str = DEFAULT_LLM, device: str | None = None,
             raise ModelLoadError(f"Could not load '{name}' as a causal language model"
                                  f"{offline}: {err}") from err
     if adapter is not None:
-        model = _merge_adapter(model, Path(adapter).expanduser())
+        model = _merge_adapter(model, Path(adapter).expanduser()).to(wanted)
         name = f"{name} + {Path(adapter).name}"
     try:
         return CausalLM.wrap(model, tokenizer, name, device)
