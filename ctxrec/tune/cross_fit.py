@@ -19,6 +19,7 @@ from ..data.catalog import Catalog
 from ..evaluation.split import HeldOut, Split
 from ..rank.query import Query
 from ..sequence.train import SequenceRanker, TrainedModel, train_sequence_model
+from .reranker import moment_query
 
 __all__ = ["held_back", "proxy_first_stage"]
 
@@ -42,9 +43,8 @@ def held_back(split: Split, last: int, min_history: int = 3
         when = split.history_times.get(user)
         cut = max(min_history, len(items) - last)
         histories[user], ratings[user] = items[:cut], marks[:cut]
-        for name, source, kept in (("keys", split.history_keys, keys),
-                                   ("times", split.history_times, times),
-                                   ("counts", split.history_counts, counts)):
+        for source, kept in ((split.history_keys, keys), (split.history_times, times),
+                             (split.history_counts, counts)):
             if user in source:
                 kept[user] = source[user][:cut]
         if cut < len(items):
@@ -52,9 +52,7 @@ def held_back(split: Split, last: int, min_history: int = 3
                                   None if when is None else float(when[cut]),
                                   float(marks[cut]))
         for t in range(cut, len(items)):
-            queries.append(Query(user, items[:t], marks[:t], np.full(t, "", dtype=object),
-                                 None if when is None else float(when[t]), None, "",
-                                 None if when is None else when[:t]))
+            queries.append(moment_query(split, user, t))
             targets.append(int(items[t]))
     train_counts = np.bincount(np.concatenate(list(histories.values())),
                                minlength=len(split.train_counts)).astype(split.train_counts.dtype)

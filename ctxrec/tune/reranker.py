@@ -40,8 +40,8 @@ from ..llm.rerank import LLMReranker, answer_token_ids, label_token_ids
 from ..rank.components import standardise, top_in_order
 from ..rank.query import Query, Ranker, query_context
 
-__all__ = ["FUSION_WEIGHTS", "RerankList", "fused_ndcg", "rerank_lists", "score_lists",
-           "training_moments", "training_rows", "tune_reranker", "validated_weight"]
+__all__ = ["FUSION_WEIGHTS", "RerankList", "fused_ndcg", "moment_query", "rerank_lists",
+           "score_lists", "training_moments", "training_rows", "tune_reranker", "validated_weight"]
 
 FUSION_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0)
 Progress = Callable[[str, dict], None]  # what happened ("step", "check"), its figures
@@ -95,17 +95,23 @@ def training_moments(split: Split, per_user: int, seed: int = 0, min_history: in
     rng = np.random.default_rng(seed)
     queries, targets = [], []
     for user in sorted(split.histories):
-        items, ratings = split.histories[user], split.ratings[user]
-        times = split.history_times.get(user)
-        steps = np.arange(min_history, len(items))
+        steps = np.arange(min_history, len(split.histories[user]))
         if len(steps) > per_user:
             steps = np.sort(rng.choice(steps, per_user, replace=False))
         for t in steps:
-            queries.append(Query(user, items[:t], ratings[:t], np.full(t, "", dtype=object),
-                                 None if times is None else float(times[t]), None, "",
-                                 None if times is None else times[:t]))
-            targets.append(int(items[t]))
+            queries.append(moment_query(split, user, int(t)))
+            targets.append(int(split.histories[user][t]))
     return queries, targets
+
+
+def moment_query(split: Split, user: str, t: int) -> Query:
+    """What was known at the ``t``-th event of ``user``'s training history: the items before it
+    and its time."""
+    items, ratings = split.histories[user], split.ratings[user]
+    times = split.history_times.get(user)
+    return Query(user, items[:t], ratings[:t], np.full(t, "", dtype=object),
+                 None if times is None else float(times[t]), None, "",
+                 None if times is None else times[:t])
 
 
 def _titles(context: Context, catalog: Catalog) -> dict[str, str]:
