@@ -19,7 +19,7 @@ import torch
 from .rank.costs import Costs
 from .data.catalog import Catalog, builtin_catalog
 from .data.context import Context, HistoryEntry
-from .rank.recommender import Recommender
+from .rank.recommender import Recommender, RecommenderConfig
 from .text.embed_cache import item_embeddings
 from .text.encoders import TextEncoder, load_encoder, pick_device
 
@@ -33,19 +33,30 @@ _INTENTS = ("something calm to read before bed", "a quick vegetarian dinner for 
 
 
 def synthetic_catalog(base: Catalog, vectors: np.ndarray, size: int, seed: int = 0,
-                      jitter: float = 0.02) -> tuple[Catalog, np.ndarray]:
+                      jitter: float = 0.02, dtype: type = np.float32
+                      ) -> tuple[Catalog, np.ndarray]:
     """``size`` items made from the built-in ones: rows repeated with new ids, vectors jittered
     (``jitter`` per dimension: at 0.02 a copy keeps a cosine of about 0.87 with its original, at
     0.05 about 0.5) and re-normalised, so scores and attributes stay realistic without encoding
-    ``size`` texts."""
-    rng = np.random.default_rng(seed)
+    ``size`` texts. The vectors are made a slice at a time, so ``dtype`` float16 gives 10M
+    items in 7 GB."""
     picks = np.arange(size) % len(base)
     items = base.items.iloc[picks].reset_index(drop=True)
     items["id"] = [f"{i}~{n}" for n, i in enumerate(items["id"])]
-    jitter = rng.standard_normal((size, vectors.shape[1])).astype(np.float32) * jitter
-    synth = vectors[picks] + jitter
-    synth /= np.linalg.norm(synth, axis=1, keepdims=True)
-    return Catalog(items=pd.DataFrame(items), name=f"synthetic-{size}"), synth
+    return (Catalog(items=pd.DataFrame(items), name=f"synthetic-{size}"),
+            _jittered(vectors, size, jitter, np.random.default_rng(seed), dtype))
+
+
+def _jittered(vectors: np.ndarray, size: int, jitter: float, rng: np.random.Generator,
+              dtype: type) -> np.ndarray:
+    out = np.empty((size, vectors.shape[1]), dtype=dtype)
+    step = 100_000  # each float32 temporary of a step is 150 MB
+    for lo in range(0, size, step):
+        picks = np.arange(lo, min(size, lo + step)) % len(vectors)
+        block = vectors[picks] + rng.standard_normal((len(picks), vectors.shape[1]),
+                                                     dtype=np.float32) * jitter
+        out[lo:lo + len(picks)] = block / np.linalg.norm(block, axis=1, keepdims=True)
+    return out
 
 
 def _evening(catalog: Catalog) -> Context:
@@ -161,10 +172,15 @@ def bench_index(sizes: Sequence[int] = (100_000, 1_000_000), vector_sizes: Seque
     base_vectors = item_embeddings(encoder, base)
     results: dict[str, dict] = {}
     for size in sizes:
-        catalog, vectors = synthetic_catalog(base, base_vectors, size, jitter=jitter)
+        # made in float16 where the recommender keeps them so, which 10M items need to fit
+        half = size >= RecommenderConfig().half_precision_from
+        catalog, vectors = synthetic_catalog(base, base_vectors, size, jitter=jitter,
+                                             dtype=np.float16 if half else np.float32)
         situation = _evening(catalog)
         index = VectorIndex.build(vectors)
+        start = time.perf_counter()
         rec = Recommender(catalog, encoder, vectors, index=index)
+        recommender_s = time.perf_counter() - start
         rows = {"exact": [], "index": []}
 
         def call(i: int, exact: bool) -> None:
@@ -190,6 +206,9 @@ def bench_index(sizes: Sequence[int] = (100_000, 1_000_000), vector_sizes: Seque
             "exact_stages": stage_medians([r.costs for r in rows["exact"]]),
             "index_stages": stage_medians([r.costs for r in rows["index"]]),
             "index_build_s": round(index.build_s, 2), "index_mb": round(index.memory_mb, 1),
+            "recommender_build_s": round(recommender_s, 2),
+            "vectors_mb": round(vectors.nbytes / 2**20, 1),
+            "peak_rss_mb_so_far": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             "cells": int(index.index.nlist) if hasattr(index.index, "nlist") else None,
             "nprobe": index.nprobe}
     for size in vector_sizes:
@@ -206,15 +225,7 @@ def _bench_index_vectors(encoder: TextEncoder, base_vectors: np.ndarray, size: i
                          k: int, jitter: float, candidates: int = 1_000) -> dict:
     from .text.vector_index import VectorIndex
 
-    rng = np.random.default_rng(0)
-    dim = base_vectors.shape[1]
-    vectors = np.empty((size, dim), dtype=np.float16)
-    step = 1_000_000
-    for lo in range(0, size, step):  # the same recipe as synthetic_catalog, in slices
-        picks = np.arange(lo, min(size, lo + step)) % len(base_vectors)
-        block = base_vectors[picks] + rng.standard_normal((len(picks), dim),
-                                                          dtype=np.float32) * jitter
-        vectors[lo:lo + len(picks)] = block / np.linalg.norm(block, axis=1, keepdims=True)
+    vectors = _jittered(base_vectors, size, jitter, np.random.default_rng(0), np.float16)
     index = VectorIndex.build(vectors)
     matrix = torch.from_numpy(vectors)
     queries = encoder.encode([f"{_INTENTS[i % 10]} ({i})" for i in range(calls)])

@@ -42,3 +42,43 @@ def test_a_damaged_file_is_not_trusted(tmp_path, encoder):
     assert cache.load(encoder, catalog) is None
     np.testing.assert_allclose(item_embeddings(encoder, catalog, cache), good, atol=1e-6)
     assert cache.load(encoder, catalog) is not None
+
+
+def test_a_large_catalog_is_kept_in_float16_and_an_older_float32_file_still_loads(tmp_path,
+                                                                                   encoder):
+    import pandas as pd
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+
+    from ctxrec.data.catalog import Catalog
+    from ctxrec.text.embed_cache import HALF_FROM, _checksum
+
+    n = HALF_FROM
+    catalog = Catalog(items=pd.DataFrame({"id": [f"i{i}" for i in range(n)],
+                                          "title": [f"Item {i}" for i in range(n)]}),
+                      name="large")
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((n, encoder.dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    cache = EmbeddingCache(tmp_path)
+    path = cache.save(encoder, catalog, vectors)
+    with safe_open(str(path), framework="numpy") as handle:
+        assert handle.get_tensor("embeddings").dtype == np.float16
+    assert path.stat().st_size < vectors.nbytes * 0.51
+    loaded = cache.load(encoder, catalog)
+    assert loaded.dtype == np.float16
+    np.testing.assert_allclose(loaded, vectors, atol=1e-3)
+    encoded = []
+    again = item_embeddings(encoder, catalog, cache, progress=lambda d, t: encoded.append(d))
+    assert encoded == [] and again.dtype == np.float16  # read back, not encoded again
+
+    # a float32 file from before: its checksum was of the float32 bytes, as it is now
+    save_file({"embeddings": vectors}, str(path),
+              metadata={"key": cache.key(encoder, catalog), "model": encoder.name,
+                        "catalog": catalog.name, "sha256": _checksum(vectors)})
+    older = cache.load(encoder, catalog)
+    assert older.dtype == np.float16
+    np.testing.assert_array_equal(older, vectors.astype(np.float16))
+
+    small = read_catalog_csv(CSV)
+    assert item_embeddings(encoder, small, cache).dtype == np.float32

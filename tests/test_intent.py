@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -238,7 +239,9 @@ def test_a_diet_limits_food_only_and_an_untagged_dish_is_not_known_to_be_meat_fr
 def test_a_preference_lifts_the_items_that_carry_it_and_the_card_says_so(recommender, catalog):
     from ctxrec.rank.explain import limits_note
 
-    context = Context(intent="something with jazz for the evening")
+    # a fixed evening: the default time is now, and at night other items fit the situation
+    context = Context(intent="something with jazz for the evening",
+                      when=datetime(2026, 11, 20, 19, 30))
     ranking = recommender.recommend(context, k=10)
     jazz = [i for i in catalog.items["id"] if "jazz" in catalog.record(i)["tags"]]
     plain = recommender.recommend(context, k=10, dropped=["like-tag-jazz"])
@@ -419,3 +422,24 @@ def test_the_evaluate_page_loads_intent_results_and_refuses_other_shapes(tmp_pat
     at.button(key="ev_load").click().run()
     assert not at.exception
     assert any("not a ctxrec results file" in e.value for e in at.error)
+
+
+def test_column_values_index_every_way_a_catalog_writes_a_cell():
+    import pandas as pd
+
+    from ctxrec.data.catalog import Catalog
+    from ctxrec.rank.intent import ColumnValues
+
+    cells = [("jazz", "calm"), "jazz", "", None, (), ["calm", "calm", "loud"], float("nan"),
+             ("loud",)]
+    items = pd.DataFrame({"id": [str(i) for i in range(len(cells))], "title": "t",
+                          "tags": pd.Series(cells, dtype=object)})
+    items.index = range(10, 18)  # positions, not labels, are what the index holds
+    values = ColumnValues(Catalog(items=items, name="cells"))
+    held = values("tags")
+    assert sorted(held) == ["calm", "jazz", "loud"]
+    assert held["jazz"].tolist() == [0, 1] and held["loud"].tolist() == [5, 7]
+    assert values.stated("tags").tolist() == [True, True, False, False, False, True, False, True]
+    assert values.holding("tags", ("calm", "absent")).tolist() == \
+        [True, False, False, False, False, True, False, False]
+    assert not values.holding("mood", ("calm",)).any() and not values.stated("mood").any()

@@ -211,10 +211,18 @@ def test_popularity_column_feeds_the_prior(small):
         pytest.approx({"1": 1.0, "2": np.log1p(3) / np.log1p(120), "3": 0.0})
 
 
-def test_half_precision_scoring_agrees_with_float32(catalog, encoder, vectors, recommender):
+@pytest.mark.parametrize("diversity", [0.0, 0.6])
+def test_half_precision_scoring_agrees_with_float32(catalog, encoder, vectors, recommender,
+                                                    diversity):
     half = Recommender(catalog, encoder, vectors, config=RecommenderConfig(half_precision_from=1))
+    # one copy of the vectors, in float16, which the product matrix shares
+    assert half.vectors.dtype == np.float16 and recommender.vectors.dtype == np.float32
+    assert half._matrix.data_ptr() == half.vectors.ctypes.data
     ctx = replace(EVENING, intent="a sunny bike ride", history=(HistoryEntry("film-02", 1),))
-    a = recommender.recommend(ctx, k=20).table
-    b = half.recommend(ctx, k=20).table
+    a = recommender.recommend(ctx, k=20, diversity=diversity).table
+    b = half.recommend(ctx, k=20, diversity=diversity).table
     np.testing.assert_allclose(a["score"], b["score"], atol=5e-3)
     assert a["item_id"].iloc[0] == b["item_id"].iloc[0]
+    assert len(set(a["item_id"]) & set(b["item_id"])) >= 18
+    np.testing.assert_allclose(b[list(COMPONENTS)].sum(axis=1), b["score"], atol=1e-5)
+    assert b["title"].tolist() == [catalog.title(i) for i in b["item_id"]]

@@ -49,6 +49,20 @@ def test_compare_items(catalog, vectors):
     assert compare_items(catalog, vectors, "film-05", nearest)[2] == 1
 
 
+
+def test_a_large_catalogs_float16_vectors_are_projected_and_compared_in_float32(catalog,
+                                                                                vectors):
+    half = vectors.astype(np.float16)  # as a catalog from 50,000 items keeps them
+    coords, extra, method = project_2d(half, half[:2], method="pca")
+    assert coords.dtype == np.float32
+    np.testing.assert_allclose(np.abs(coords), np.abs(project_2d(vectors, method="pca")[0]),
+                               atol=2e-3)
+    cosine, shared, rank = compare_items(catalog, half, "film-05", "film-01")
+    assert cosine == pytest.approx(compare_items(catalog, vectors, "film-05", "film-01")[0],
+                                   abs=2e-3)
+    assert shared == ["family"]
+
+
 def test_csv_exports_cannot_run_formulas():
     table = pd.DataFrame({"=cmd": ["=1+1", "+SUM(A1)", "@x", "-2", "plain"], "n": [1, 2, 3, 4, -5]})
     text = safe_csv(table).decode()

@@ -73,6 +73,7 @@ def project_2d(vectors: np.ndarray, extra: np.ndarray | None = None, method: str
     Returns:
         item coordinates (N, 2), extra coordinates (E, 2), and the method used.
     """
+    vectors = np.asarray(vectors, dtype=np.float32)  # a large catalog's are kept in float16
     extra = np.zeros((0, vectors.shape[1]), np.float32) if extra is None else extra
     if method in ("auto", "umap"):
         try:
@@ -100,7 +101,7 @@ def compare_items(catalog: Catalog, vectors: np.ndarray, a: str, b: str
         raise KeyError(f"unknown item id: {a if pa is None else b}")
     tags_a = set(catalog.record(a).get("tags") or ())
     tags_b = set(catalog.record(b).get("tags") or ())
-    cosines = vectors @ vectors[pa]
+    cosines = np.asarray(vectors, dtype=np.float32) @ np.asarray(vectors[pa], dtype=np.float32)
     cosine = float(cosines[pb])
     rank = int((np.delete(cosines, pa) > cosine).sum()) + 1
     return cosine, sorted(tags_a & tags_b), rank

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from ..data.catalog import COMPANIONS, DAYPARTS, DEVICES, MOODS, PLACES, Catalog
 from ..data.context import SEASONS
@@ -111,9 +112,10 @@ class StructuredAttributes:
         moods = None
         if "mood" in items.columns:
             index = {m: i for i, m in enumerate(MOODS)}
-            moods = np.array([index.get(m, -1) for m in items["mood"]], dtype=np.int64)
-        days = items["days"].fillna("any").replace("", "any").to_numpy() \
-            if "days" in items.columns else None
+            moods = np.array([index.get(m, -1) for m in items["mood"]], dtype=np.int8)
+        # through a Categorical, so every item refers to one of a few strings, not its own copy
+        days = np.asarray(pd.Categorical(items["days"].fillna("any").replace("", "any")),
+                          dtype=object) if "days" in items.columns else None
         seasons = None
         if "tags" in items.columns:
             seasons = np.array([[s in (tags or ()) for s in SEASONS] for tags in items["tags"]],

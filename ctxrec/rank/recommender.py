@@ -41,6 +41,7 @@ from ..data.catalog import MOODS, Catalog
 from ..data.context import Context
 from .costs import CostMeter, Costs
 from ..data.context_fields import context_fields
+from ..text.embed_cache import HALF_FROM
 from ..text.encoders import TextEncoder
 from ..text.vector_index import VectorIndex
 from .components import (MOOD_PROTOTYPES, StructuredAttributes, history_attention,
@@ -67,8 +68,10 @@ class RecommenderConfig:
     # asked for that an item carries; 0.2 was the best of 0.05, 0.1 and 0.2 on the judged intents
     preference_bonus: float = 0.2
     mmr_pool: int = 5  # MMR re-ranks the best k × mmr_pool items
-    half_precision_from: int = 50_000  # catalogs this large are scored in float16 (error ≈ 1e-4,
-    # 3× faster on CPU, half the memory); smaller ones in float32
+    half_precision_from: int = HALF_FROM  # catalogs this large keep their vectors in float16
+    # only, as the embedding cache does (cosine error ≈ 1e-4; a catalog-wide product is 3× faster
+    # on CPU, and 10M items fit in half the memory); rows gathered from them are scored in
+    # float32. Smaller ones stay float32
     candidates: int = 1_000  # through a vector index, the items retrieved per call
     # … and half as many again among the items whose facets, mood, popularity and preferences
     # (what the vectors do not hold) could lift them past the best this many found
@@ -121,7 +124,7 @@ class Rows:
 
     @classmethod
     def of(cls, all_vectors: np.ndarray, positions: np.ndarray) -> Rows:
-        return cls(positions, all_vectors[positions])
+        return cls(positions, _gather(all_vectors, positions))
 
 
 @dataclass
@@ -168,23 +171,24 @@ class Recommender:
                              f"{(len(catalog), encoder.dim)}")
         self.catalog = catalog
         self.encoder = encoder
-        self.vectors = np.ascontiguousarray(item_vectors, dtype=np.float32)
+        half = len(catalog) >= config.half_precision_from
+        self.vectors = np.ascontiguousarray(item_vectors,
+                                            dtype=np.float16 if half else np.float32)
         # Large products run in torch, on the encoder's device and in its thread pool: numpy's BLAS
-        # threads would otherwise compete with torch's for the same cores.
+        # threads would otherwise compete with torch's for the same cores. On the CPU the matrix
+        # shares the array's memory.
         self._matrix = torch.from_numpy(self.vectors).to(encoder.device)
-        if len(catalog) >= config.half_precision_from:
-            self._matrix = self._matrix.half()
         items = catalog.items
-        self._labels = {"item_id": items["id"].to_numpy(dtype=object),
-                        "title": items["title"].to_numpy(dtype=object),
-                        "category": items["category"].to_numpy(dtype=object)
-                        if "category" in items else np.full(len(items), "", dtype=object)}
+        # the table's own arrays, taken from for each ranking: copied out as Python strings they
+        # cost about 200 bytes an item (2 GB at 10M items)
+        self._labels = {"item_id": items["id"].array, "title": items["title"].array,
+                        "category": items["category"].array if "category" in items else None}
         self.config = config
         self.attributes = StructuredAttributes.from_catalog(catalog)
         self.popularity = _popularity_prior(catalog, popularity)
         self._mood_vectors = encoder.encode([MOOD_PROTOTYPES[m] for m in MOODS])
         self._item_moods = self.attributes.moods if self.attributes.moods is not None else \
-            mood_distribution(self.vectors, self._mood_vectors, config.mood_temperature)
+            _inferred_moods(self.vectors, self._mood_vectors, config.mood_temperature)
         self._encode = lru_cache(maxsize=256)(encoder.encode_one)
         self._history = lru_cache(maxsize=8)(self._history_component)
         self._situation = lru_cache(maxsize=32)(self._context_component)
@@ -585,8 +589,11 @@ class Recommender:
             if not members.size:
                 continue
             if members.size <= self.config.band_exact:
-                # numpy's gather, torch's product: numpy's BLAS pool would spin against torch's
-                fused = (torch.from_numpy(self.vectors[members]) @ torch.from_numpy(query)).numpy()
+                # in torch: numpy's BLAS pool would spin against torch's, and numpy converts
+                # float16 rows to float32 several times slower
+                rows = torch.index_select(self._matrix, 0,
+                                          torch.from_numpy(members).to(self._matrix.device))
+                fused = (rows.float() @ torch.from_numpy(query).to(rows.device)).cpu().numpy()
                 found.append(members[top_in_order(fused - gap, min(each, members.size))])
             else:
                 band = np.zeros(len(part), dtype=bool)
@@ -680,14 +687,16 @@ class Recommender:
         pool = valid[top_in_order(total[valid], pool_size)]
         if diversity <= 0:
             return pool[:k]
-        vectors = self.vectors[pool if rows is None else rows[pool]]
+        vectors = _gather(self.vectors, pool if rows is None else rows[pool])
         return pool[_mmr(total[pool], vectors, k, diversity)]
 
     def _table(self, order: np.ndarray, items: np.ndarray, raw: dict[str, np.ndarray],
                z: dict[str, np.ndarray], weights: Weights) -> pd.DataFrame:
         """One row per ranked item: ``order`` indexes the scored arrays, ``items`` the catalog."""
         columns = {"rank": np.arange(1, len(order) + 1),
-                   **{name: values[items] for name, values in self._labels.items()}}
+                   **{name: np.full(len(items), "", dtype=object) if values is None else
+                      np.asarray(values.take(items), dtype=object)
+                      for name, values in self._labels.items()}}
         contributions = []
         for name in COMPONENTS:
             columns[f"raw_{name}"] = raw[name][order] if name in raw else \
@@ -699,6 +708,28 @@ class Recommender:
         table = pd.DataFrame(columns)
         table.insert(4, "score", np.sum(contributions, axis=0))
         return table
+
+
+_SLICE = 262_144  # rows converted to float32 at a time, so a float16 catalog is never copied whole
+
+
+def _gather(vectors: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """The rows at ``positions``, in float32 whatever the catalog's vectors are kept in."""
+    if vectors.dtype == np.float32:
+        return vectors[positions]
+    # torch converts float16 with the CPU's vector instructions, numpy one value at a time
+    return torch.index_select(torch.from_numpy(vectors), 0,
+                              torch.from_numpy(np.asarray(positions, dtype=np.int64))).float().numpy()
+
+
+def _inferred_moods(vectors: np.ndarray, prototypes: np.ndarray, temperature: float
+                    ) -> np.ndarray:
+    """(N, n_moods) mood distributions of items whose catalog states none, a slice at a time."""
+    out = np.empty((len(vectors), len(prototypes)), dtype=np.float32)
+    for lo in range(0, len(vectors), _SLICE):
+        out[lo:lo + _SLICE] = mood_distribution(np.asarray(vectors[lo:lo + _SLICE], np.float32),
+                                                prototypes, temperature)
+    return out
 
 
 def _mmr(scores: np.ndarray, vectors: np.ndarray, k: int, diversity: float) -> list[int]:

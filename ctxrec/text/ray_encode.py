@@ -27,7 +27,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.numpy import load_file, save_file
 
 from ..data.catalog import Catalog
-from .embed_cache import EmbeddingCache
+from .embed_cache import HALF_FROM, EmbeddingCache
 from .encoders import DEFAULT_ENCODER, TextEncoder, pick_device
 
 __all__ = ["RayEncoding", "Shards", "encode_with_ray", "ray_item_embeddings"]
@@ -177,7 +177,9 @@ class Shards:
 
     def __init__(self, folder: Path, key: str, n_items: int, dim: int):
         self.folder, self.key, self.dim = folder, key, dim
-        self.vectors = np.zeros((n_items, dim), dtype=np.float32)
+        # as the cache keeps them: 10M items in float32 would not fit beside the catalog
+        self.vectors = np.zeros((n_items, dim),
+                                dtype=np.float16 if n_items >= HALF_FROM else np.float32)
         self.done = np.zeros(n_items, dtype=bool)
         self._next = 0  # the next shard's number, past every file there, kept or not
         for path in sorted(folder.glob("part-*.safetensors")) if folder.is_dir() else ():
