@@ -141,6 +141,22 @@ def test_items_lifted_by_what_no_vector_holds_are_found_through_the_index(large,
     assert np.mean(found[True]) > np.mean(found[False]) + 0.1, found
 
 
+def test_a_situation_seen_before_ranks_as_on_a_fresh_recommender(large, encoder):
+    # the facets' and popularity's share of the banding is kept per situation across calls: a
+    # return to a situation after another one must rank as if nothing were kept
+    big, big_vectors, index = large
+    warm = Recommender(big, encoder, big_vectors, index=index)
+    morning = Context(when=datetime(2026, 11, 23, 7, 45), place="commute", device="phone")
+    for context in (replace(EVENING, intent=INTENTS[1]), replace(morning, intent=INTENTS[2]),
+                    replace(EVENING, intent="something with jazz, nothing sad")):
+        ranked = warm.recommend(context, k=10)
+    fresh = Recommender(big, encoder, big_vectors, index=index).recommend(context, k=10)
+    assert warm._static_part.cache_info().hits >= 1
+    assert list(ranked.table["item_id"]) == list(fresh.table["item_id"])
+    np.testing.assert_allclose(ranked.table["score"], fresh.table["score"], atol=1e-6)
+    assert ranked.candidates == fresh.candidates
+
+
 def test_ranking_through_a_missing_index_says_so(recommender):
     with pytest.raises(ValueError, match="no vector index"):
         recommender.recommend(EVENING, exact=False)

@@ -112,7 +112,8 @@ class StructuredAttributes:
         moods = None
         if "mood" in items.columns:
             index = {m: i for i, m in enumerate(MOODS)}
-            moods = np.array([index.get(m, -1) for m in items["mood"]], dtype=np.int8)
+            # numpy's own index type: a gather with int8 indices converts them on every call
+            moods = np.array([index.get(m, -1) for m in items["mood"]], dtype=np.intp)
         # through a Categorical, so every item refers to one of a few strings, not its own copy
         days = np.asarray(pd.Categorical(items["days"].fillna("any").replace("", "any")),
                           dtype=object) if "days" in items.columns else None
