@@ -430,15 +430,16 @@ def test_column_values_index_every_way_a_catalog_writes_a_cell():
     from ctxrec.data.catalog import Catalog
     from ctxrec.rank.intent import ColumnValues
 
-    cells = [("jazz", "calm"), "jazz", "", None, (), ["calm", "calm", "loud"], float("nan"),
-             ("loud",)]
+    cells = [("jazz", "calm"), "jazz", "", None, (), ["calm", "calm", "loud", 7],
+             float("nan"), ("loud", "7")]
     items = pd.DataFrame({"id": [str(i) for i in range(len(cells))], "title": "t",
                           "tags": pd.Series(cells, dtype=object)})
     items.index = range(10, 18)  # positions, not labels, are what the index holds
     values = ColumnValues(Catalog(items=items, name="cells"))
     held = values("tags")
-    assert sorted(held) == ["calm", "jazz", "loud"]
+    assert sorted(held) == ["7", "calm", "jazz", "loud"]
     assert held["jazz"].tolist() == [0, 1] and held["loud"].tolist() == [5, 7]
+    assert held["7"].tolist() == [5, 7]  # a number and its text are one value
     assert values.stated("tags").tolist() == [True, True, False, False, False, True, False, True]
     assert values.holding("tags", ("calm", "absent")).tolist() == \
         [True, False, False, False, False, True, False, False]

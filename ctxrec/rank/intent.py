@@ -340,8 +340,12 @@ def _positions(cells: pd.Series, n: int) -> dict[str, np.ndarray]:
     rows = flat.index.to_numpy(dtype=np.int32 if n < 2**31 else np.int64)[kept]
     order = np.argsort(codes, kind="stable")  # rows stay sorted within each value
     ends = np.cumsum(np.bincount(codes, minlength=len(uniques)))
-    return {str(value): where for value, where in zip(uniques, np.split(rows[order], ends[:-1]))
-            if where.size}
+    held: dict[str, np.ndarray] = {}
+    for value, where in zip(uniques, np.split(rows[order], ends[:-1])):
+        if where.size:  # 1 and "1" are one value, as the rules read text
+            key = str(value)
+            held[key] = np.union1d(held[key], where) if key in held else where
+    return held
 
 
 @dataclass(frozen=True)
