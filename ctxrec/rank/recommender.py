@@ -591,11 +591,9 @@ class Recommender:
             if not members.size:
                 continue
             if members.size <= self.config.band_exact:
-                # in torch: numpy's BLAS pool would spin against torch's, and numpy converts
-                # float16 rows to float32 several times slower
-                rows = torch.index_select(self._matrix, 0,
-                                          torch.from_numpy(members).to(self._matrix.device))
-                fused = (rows.float() @ torch.from_numpy(query).to(rows.device)).cpu().numpy()
+                # the product in torch: numpy's BLAS pool would spin against torch's
+                fused = (torch.from_numpy(_gather(self.vectors, members))
+                         @ torch.from_numpy(query)).numpy()
                 found.append(members[top_in_order(fused - gap, min(each, members.size))])
             else:
                 band = np.zeros(len(part), dtype=bool)
