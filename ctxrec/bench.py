@@ -227,7 +227,7 @@ def _bench_index_vectors(encoder: TextEncoder, base_vectors: np.ndarray, size: i
 
     vectors = _jittered(base_vectors, size, jitter, np.random.default_rng(0), np.float16)
     index = VectorIndex.build(vectors)
-    matrix = torch.from_numpy(vectors)
+    matrix = torch.from_numpy(vectors).to(encoder.device)  # where the recommender keeps it
     queries = encoder.encode([f"{_INTENTS[i % 10]} ({i})" for i in range(calls)])
 
     def through_index(i: int) -> np.ndarray:
@@ -238,13 +238,14 @@ def _bench_index_vectors(encoder: TextEncoder, base_vectors: np.ndarray, size: i
         return found[np.argsort(-scores)[:k]]
 
     def exact(i: int) -> np.ndarray:
-        query = torch.from_numpy(queries[i % calls]).half()
-        return torch.topk(matrix @ query, k).indices.numpy()
+        query = torch.from_numpy(queries[i % calls]).to(matrix.device, torch.float16)
+        return torch.topk(matrix @ query, k).indices.cpu().numpy()
 
     index_ms = _time_calls(through_index, calls)
     exact_ms = _time_calls(exact, min(calls, 10), warmup=1)
     recall = [len(set(through_index(i)) & set(exact(i))) / k for i in range(min(calls, 10))]
     return {"items": size, "index": _percentiles(index_ms), "exact_float16": _percentiles(exact_ms),
+            "exact_device": str(matrix.device),
             f"recall@{k}": round(float(np.mean(recall)), 3), "candidates": candidates,
             "index_build_s": round(index.build_s, 2), "index_mb": round(index.memory_mb, 1),
             "vectors_mb": round(vectors.nbytes / 2**20, 1), "nprobe": index.nprobe}
@@ -265,23 +266,29 @@ def bench_intent_reader(catalog: Catalog, calls: int = 50,
         calls))
 
 
-def bench_encode(encoder: TextEncoder, catalog: Catalog, n_texts: int = 2_000, repeats: int = 3
-                 ) -> dict:
+def bench_encode(encoder: TextEncoder, catalog: Catalog, n_texts: int = 2_000, repeats: int = 3,
+                 batch_sizes: Sequence[int] = (64,)) -> dict:
     """Catalog-encoding throughput of :meth:`TextEncoder.encode` as a ratio to plain
-    ``SentenceTransformer.encode`` on the same texts, best of ``repeats`` each, interleaved."""
+    ``SentenceTransformer.encode`` on the same texts, best of ``repeats`` each, interleaved, per
+    batch size; the top-level figures are the first batch size's."""
     texts = _numbered_texts(catalog, n_texts)
-    ours, plain = [], []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        encoder.encode(texts, batch_size=64, progress=lambda done, total: None)
-        ours.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        encoder.model.encode(texts, batch_size=64, normalize_embeddings=True)
-        plain.append(time.perf_counter() - start)
-    ours_tp, plain_tp = n_texts / min(ours), n_texts / min(plain)
-    return {"texts": n_texts, "ctxrec_texts_per_s": round(ours_tp, 1),
-            "sentence_transformers_texts_per_s": round(plain_tp, 1),
-            "ratio": round(ours_tp / plain_tp, 3)}
+    runs = {}
+    for batch_size in batch_sizes:
+        ours, plain = [], []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            encoder.encode(texts, batch_size=batch_size, progress=lambda done, total: None)
+            ours.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            encoder.model.encode(texts, batch_size=batch_size, normalize_embeddings=True)
+            plain.append(time.perf_counter() - start)
+        ours_tp, plain_tp = n_texts / min(ours), n_texts / min(plain)
+        runs[str(batch_size)] = {"ctxrec_texts_per_s": round(ours_tp, 1),
+                                 "sentence_transformers_texts_per_s": round(plain_tp, 1),
+                                 "ratio": round(ours_tp / plain_tp, 3)}
+    return {"benchmark": "encode", "texts": n_texts, "encoder": encoder.name,
+            "device": encoder.device, "precision": encoder.precision,
+            "batch_size": batch_sizes[0], **runs[str(batch_sizes[0])], "by_batch_size": runs}
 
 
 def _numbered_texts(catalog: Catalog, n: int) -> list[str]:

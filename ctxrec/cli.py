@@ -39,7 +39,6 @@ from .llm.models import LLM_DTYPES
 from .sequence.config import (CONTEXT_ENTRIES, ITEM_REPRS, LOG_CONTEXT_ENTRY, LOG_SPLITS,
                               MEMORY_MODES, SequenceConfig, TrainConfig)
 from .text.embed_cache import item_embeddings
-from .text.vector_index import index_for
 from .text.encoders import DEFAULT_ENCODER, ModelLoadError, TextEncoder, load_encoder
 
 if TYPE_CHECKING:  # the LLM stack loads only for the commands that use it
@@ -147,6 +146,7 @@ def _attach_intent_model(recommender, llm) -> None:
 
 def _run_recommend(args: argparse.Namespace) -> int:
     from .rank.recommender import Recommender
+    from .text.vector_index import index_for
 
     llm = _intent_model(args.intent_model)
     catalog, encoder, vectors = _catalog_and_vectors(args.catalog, args.model)
@@ -648,7 +648,8 @@ def _add_bench(sub: _Sub) -> None:
     bench = sub.add_parser("bench", help="benchmarks; JSON on stdout")
     bench.add_argument("what", nargs="?", default="all",
                        choices=["all", "recommend", "attention", "training", "rerank",
-                                "context", "tune-encoder", "tune-llm", "index", "ray"])
+                                "context", "tune-encoder", "tune-llm", "index", "ray",
+                                "encode"])
     bench.add_argument("--data", default=None,
                        help="MovieLens folder for 'training', 'tune-encoder' and 'tune-llm'")
     bench.add_argument("--sizes", type=int, nargs="+", default=None,
@@ -661,9 +662,12 @@ def _add_bench(sub: _Sub) -> None:
                        help="index: how far the synthetic copies spread from their originals")
     bench.add_argument("--calls", type=int, default=50)
     bench.add_argument("--workers", type=int, nargs="+", default=[1, 2],
-                       help="ray: the encoder pool sizes to time (--sizes: how many texts)")
+                       help="ray: the encoder pool sizes to time (--sizes: how many texts; "
+                            "also for 'encode')")
     bench.add_argument("--threads", type=int, default=None,
                        help="ray: CPU threads per worker (default: the cores shared out)")
+    bench.add_argument("--batch-sizes", type=int, nargs="+", default=[64],
+                       help="encode: the batch sizes to time (a GPU wants larger ones)")
     bench.add_argument("--with-context", action="store_true",
                        help="training: also time the context models (time as context) and give "
                             "their ratio to the plain model's epoch")
@@ -686,6 +690,9 @@ def _run_bench(args: argparse.Namespace) -> int:
                                            calls=args.calls, jitter=args.jitter),
         "ray": lambda: bench.bench_ray(n_texts=(args.sizes or [20_000])[0], workers=args.workers,
                                        threads=args.threads),
+        "encode": lambda: bench.bench_encode(bench.load_encoder(), builtin_catalog(),
+                                             n_texts=(args.sizes or [2_000])[0],
+                                             batch_sizes=args.batch_sizes),
         "tune-encoder": lambda: bench.bench_tune_encoder(data=args.data),
         "tune-llm": lambda: bench.bench_tune_llm(data=args.data, examples=min(args.calls, 32)),
     }

@@ -104,3 +104,18 @@ def test_a_local_folder_model_loads(tmp_path, encoder):
 def test_models_that_cannot_load_say_why(no_network, name, fragment):
     with pytest.raises(ModelLoadError, match=fragment):
         load_encoder(name)
+
+
+def test_a_folder_saved_in_half_precision_reads_in_float32_off_the_gpu(tmp_path, encoder):
+    from transformers import BertConfig, BertModel
+
+    config = BertConfig(vocab_size=encoder.tokenizer.vocab_size, hidden_size=32,
+                        num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                        max_position_embeddings=128)
+    torch.manual_seed(0)
+    BertModel(config).half().save_pretrained(tmp_path)
+    encoder.tokenizer.save_pretrained(tmp_path)
+    tiny = load_encoder(str(tmp_path), device="cpu")
+    assert tiny.precision == "float32"
+    assert {p.dtype for p in tiny.model.parameters()} == {torch.float32}
+    assert tiny.encode(["one text"]).dtype == np.float32

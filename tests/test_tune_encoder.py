@@ -8,6 +8,8 @@ from datetime import datetime, timezone
 
 import numpy as np
 import pytest
+import torch
+from safetensors.torch import load_file
 from conftest import ROOT
 
 from ctxrec.cli import main
@@ -88,6 +90,32 @@ def test_a_tuned_encoder_is_saved_loads_and_has_moved(movielens_split, tmp_path)
     ranker = HistoryTextRanker(tuned, catalog, tuned.encode(catalog.texts()))
     scores = ranker.scores(split.queries("valid")[:3])
     assert scores.shape == (3, len(catalog)) and np.isfinite(scores).all()
+
+
+def test_an_encoder_reading_in_half_precision_is_tuned_in_float32_and_read_as_before(
+        movielens_split, tmp_path):
+    # as on a GPU, where the encoder reads in float16 and trains with bf16 autocast: float16
+    # weights would lose updates this small, so training runs on float32 weights and the saved
+    # folder holds them
+    catalog, split = movielens_split
+    pairs = log_pairs(split, catalog, per_user=2)
+    encoder = load_encoder()
+    encoder.model.half()
+    before = {n: p.detach().float().clone() for n, p in encoder.model.named_parameters()}
+    tune_encoder(encoder, pairs, tmp_path / "tuned", batch_size=16, bf16=True)
+    assert {p.dtype for p in encoder.model.parameters()} == {torch.float16}
+    # and it reads as the folder it saved does: the trainer's bf16 autocast is gone
+    saved_encoder = load_encoder(str(tmp_path / "tuned"))
+    saved_encoder.model.half()
+    probe = history_text(["Movie number 3"], None)
+    np.testing.assert_array_equal(encoder.encode_one(probe), saved_encoder.encode_one(probe))
+    saved = load_file(next((tmp_path / "tuned").rglob("model.safetensors")))
+    assert {t.dtype for t in saved.values()} == {torch.float32}
+    # the updates landed: a float16 optimiser step of about 5e-5 would leave most weights as
+    # they were
+    moved = [n for n, p in encoder.model.named_parameters() if "encoder.layer" in n and
+             not torch.equal(p.detach().float(), before[n])]
+    assert len(moved) > 0.9 * sum("encoder.layer" in n for n in before)
 
 
 def test_the_command_tunes_compares_and_the_sidebar_offers_the_result(tiny_movielens, tmp_path,

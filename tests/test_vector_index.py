@@ -3,11 +3,14 @@ ranking."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from dataclasses import replace
 from datetime import datetime
 
 import numpy as np
 import pytest
+from conftest import ROOT
 
 from ctxrec import COMPONENTS, Context, HistoryEntry, Recommender, RecommenderConfig
 from ctxrec.bench import synthetic_catalog
@@ -180,3 +183,13 @@ def test_every_ranking_records_its_stages_and_they_make_up_the_call(recommender)
         assert [s["stage"] for s in as_json["stages"]] == [s.stage for s in costs.stages]
         assert costs.summary().split(": ", 1)[1].startswith("read intent ")
     assert 0.95 <= float(np.median(shares)) <= 1.0
+
+
+def test_faiss_loads_only_where_an_index_is_built_or_read():
+    # the library, its command line and the benchmarks import without it (a GPU image, say,
+    # that lacks faiss still ranks every item exactly)
+    code = ("import sys, ctxrec, ctxrec.cli, ctxrec.bench, ctxrec.rank.recommender; "
+            "print('faiss' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                         check=True)
+    assert out.stdout.strip() == "False"

@@ -32,6 +32,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -43,11 +44,13 @@ from .costs import CostMeter, Costs
 from ..data.context_fields import context_fields
 from ..text.embed_cache import HALF_FROM
 from ..text.encoders import TextEncoder
-from ..text.vector_index import VectorIndex
 from .components import (MOOD_PROTOTYPES, StructuredAttributes, history_attention,
                          mood_distribution, mood_match, standardise, top_in_order)
 from .intent import Constraint, IntentReader, KindAnswerer, ReadIntent
 from .weights import COMPONENTS, Weights, adaptive_weights
+
+if TYPE_CHECKING:  # faiss loads only where an index is built or read
+    from ..text.vector_index import VectorIndex
 
 __all__ = ["Ranking", "Recommender", "RecommenderConfig"]
 

@@ -97,8 +97,12 @@ class TextEncoder:
         self.model = SentenceTransformer(source, device=self.device,
                                          trust_remote_code=trust_remote_code,
                                          local_files_only=local_files_only)
+        # float16 on a GPU; float32 elsewhere, also for a folder saved in half precision (which
+        # transformers would otherwise keep: slow on a CPU, and coarser than the cache expects)
         if self.device == "cuda":
             self.model.half()
+        else:
+            self.model.float()
         self.model.eval()
         self.dim = int(self.model.get_embedding_dimension())
         self.max_tokens = int(self.model.max_seq_length or 512)

@@ -60,9 +60,11 @@ def log_pairs(split: Split, catalog: Catalog, per_user: int = 20,
 def tune_encoder(encoder: TextEncoder, pairs: dict[str, list[str]], out: str | Path,
                  epochs: int = 1, batch_size: int = 32, learning_rate: float = 5e-5,
                  seed: int = 0, progress: Progress | None = None,
-                 should_stop: Callable[[], bool] | None = None) -> dict:
+                 should_stop: Callable[[], bool] | None = None, bf16: bool | None = None
+                 ) -> dict:
     """Fit ``encoder`` (in place) to ``pairs`` and save it to ``out``; ``should_stop`` is asked
-    after every step, and the model as it is then is saved.
+    after every step, and the model as it is then is saved. ``bf16``: bfloat16 autocast over
+    float32 weights (default: where a GPU supports it).
 
     Returns:
         What was done: base model, pairs, epochs, seconds, seconds per 1,000 pairs, the loss at
@@ -79,6 +81,10 @@ def tune_encoder(encoder: TextEncoder, pairs: dict[str, list[str]], out: str | P
         raise ValueError("tuning needs at least two pairs: the log's training histories are too "
                          "short")
     model = encoder.model
+    # On a GPU the encoder reads in float16; the optimiser needs float32 weights (updates of 5e-5
+    # vanish against float16's resolution), with the trainer's bf16 autocast for the arithmetic.
+    reading_dtype = next(model.parameters()).dtype
+    model.float()
     steps = epochs * -(-len(pairs["anchor"]) // batch_size)
     losses: list[float] = []
 
@@ -100,7 +106,9 @@ def tune_encoder(encoder: TextEncoder, pairs: dict[str, list[str]], out: str | P
             batch_sampler=BatchSamplers.NO_DUPLICATES, logging_steps=max(1, steps // 20),
             report_to="none", disable_tqdm=True, dataloader_num_workers=0,
             dataloader_pin_memory=torch.cuda.is_available(),
-            bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+            use_cpu=model.device.type == "cpu",  # train where the encoder reads
+            bf16=bf16 if bf16 is not None else
+            torch.cuda.is_available() and torch.cuda.is_bf16_supported())
         trainer = SentenceTransformerTrainer(
             model=model, args=args, train_dataset=Dataset.from_dict(pairs),
             loss=MultipleNegativesRankingLoss(model), callbacks=[Report()])
@@ -108,8 +116,12 @@ def tune_encoder(encoder: TextEncoder, pairs: dict[str, list[str]], out: str | P
         with contextlib.redirect_stdout(sys.stderr):  # the trainer prints its logs; stdout is JSON
             trainer.train()
         seconds = time.perf_counter() - started
+        # with bf16 the trainer leaves autocast wrapped around the model's forward: the encoder
+        # would go on reading in bfloat16, unlike the folder it saved
+        trainer.accelerator.unwrap_model(model, keep_fp32_wrapper=False)
     out = Path(out)
     model.save(str(out))
+    model.to(reading_dtype)
     info = {"base": encoder.name, "pairs": len(pairs["anchor"]), "epochs": epochs,
             "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed,
             "steps": steps, "seconds": round(seconds, 1),
