@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import datetime
 
 import numpy as np
 import pytest
@@ -29,7 +30,7 @@ def test_second_start_ranks_from_the_card_then_loads_for_new_text(home, encoder,
     first = deferred_encoder()
     assert isinstance(first, DeferredEncoder) and first.is_loaded  # no card yet: loaded now
     context = Context(intent="something calm for a rainy evening", place="home",
-                      companions=("partner",))
+                      companions=("partner",), when=datetime(2026, 11, 21, 19, 30))
     Recommender(catalog, first, vectors).recommend(context, k=10)  # fills the store
 
     later = deferred_encoder()
@@ -109,16 +110,18 @@ def test_store_keeps_vectors_apart_per_model_and_size(tmp_path):
 def test_a_second_process_ranks_without_importing_sentence_transformers(home, catalog, vectors):
     """What `streamlit run` gains: a new process with a card never imports the model's library
     on the way to its first ranking."""
-    context = Context(intent="a podcast for the commute", place="commute")
+    context = Context(intent="a podcast for the commute", place="commute",
+                      when=datetime(2026, 11, 23, 8, 0))
     Recommender(catalog, deferred_encoder(), vectors).recommend(context, k=5)
-    code = ("import logging, sys\n"
+    code = ("import datetime, logging, sys\n"
             "logging.basicConfig(level=logging.INFO)\n"
             "from ctxrec import Recommender, builtin_catalog, item_embeddings\n"
             "from ctxrec.data.context import Context\n"
             "from ctxrec.text.deferred import deferred_encoder\n"
             "enc = deferred_encoder(); cat = builtin_catalog()\n"
             "r = Recommender(cat, enc, item_embeddings(enc, cat)).recommend("
-            "Context(intent='a podcast for the commute', place='commute'), k=5)\n"
+            "Context(intent='a podcast for the commute', place='commute', "
+            "when=datetime.datetime(2026, 11, 23, 8, 0)), k=5)\n"
             "print(enc.is_loaded, 'sentence_transformers' in sys.modules, "
             "','.join(r.table['item_id']))\n")
     # the embedding cache of this home is filled by the first process's model

@@ -19,6 +19,9 @@ from ctxrec.rank.intent import IntentReader
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# rankings weigh the situation, which the time of day changes: each test fixes its own
+SATURDAY_EVENING = datetime(2026, 11, 21, 19, 30)
+
 
 @pytest.fixture(scope="module")
 def reader(catalog, encoder):
@@ -219,7 +222,8 @@ def test_what_a_cafe_sells_is_a_preference_and_plurals_name_their_tag(reader):
 
 def test_a_teenager_gets_no_toddler_songs(recommender, catalog):
     ranking = recommender.recommend(Context(intent="something to do with my teenage son",
-                                            place="home", companions=("family",)), k=10)
+                                            place="home", companions=("family",),
+                                            when=SATURDAY_EVENING), k=10)
     assert "not: for young kids" in labels(ranking.understood)
     for item in ranking.table["item_id"]:
         assert not {"kids", "toddlers", "preschool"} & set(catalog.record(item)["tags"])
@@ -297,7 +301,8 @@ def test_any_text_gives_a_reading(reader, text):
 
 def test_a_broken_limit_ranks_below_every_kept_one_and_the_breakdown_still_sums(recommender,
                                                                                catalog):
-    context = Context(intent="something for the kids under 60 minutes", device="tv")
+    context = Context(intent="something for the kids under 60 minutes", device="tv",
+                      when=SATURDAY_EVENING)
     ranking = recommender.recommend(context, k=len(catalog), exclude_seen=False)
     table = ranking.table
     minutes = table["item_id"].map(lambda i: catalog.record(i)["duration_min"])
@@ -314,7 +319,8 @@ def test_a_broken_limit_ranks_below_every_kept_one_and_the_breakdown_still_sums(
 def test_breaking_what_the_person_named_costs_more_than_breaking_a_listed_situation(
         recommender, catalog):
     # a series not listed for lunch ranks above music, and both below every item that fits
-    context = Context(intent="something to watch on my phone during lunch")
+    context = Context(intent="something to watch on my phone during lunch",
+                      when=datetime(2026, 11, 24, 12, 30))
     table = recommender.recommend(context, k=len(catalog), exclude_seen=False).table
     kind_only = [r for r, b in enumerate(table["broken"]) if b == ("kind: film or series",)]
     time_only = [r for r, b in enumerate(table["broken"]) if b == ("midday",)]
@@ -325,7 +331,7 @@ def test_breaking_what_the_person_named_costs_more_than_breaking_a_listed_situat
 
 
 def test_a_dropped_limit_lets_its_items_back(recommender):
-    context = Context(intent="a podcast under 30 minutes")
+    context = Context(intent="a podcast under 30 minutes", when=datetime(2026, 11, 24, 8, 0))
     strict = recommender.recommend(context, k=5)  # the catalog has six such podcasts
     assert all(not b for b in strict.table["broken"])
     key = next(c.key for c in strict.understood.constraints if c.kind == "duration")
