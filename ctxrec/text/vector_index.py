@@ -118,7 +118,7 @@ class VectorIndex:
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         nprobe = nprobe or self.nprobe
         if allowed is not None:
-            share = max(float(np.mean(allowed)), 1e-4)
+            share = max(np.count_nonzero(allowed) / len(allowed), 1e-4)  # mean: 10× slower
             nprobe = min(faiss.extract_index_ivf(self.index).nlist, 4 * nprobe,
                          math.ceil(nprobe / share))
         params = faiss.SearchParametersIVF(nprobe=nprobe)
