@@ -654,7 +654,7 @@ def _add_bench(sub: _Sub) -> None:
                        help="MovieLens folder for 'training', 'tune-encoder' and 'tune-llm'")
     bench.add_argument("--sizes", type=int, nargs="+", default=None,
                        help="catalog sizes (default 1k 10k 100k, and 1M for 'all'; 100k 1M "
-                            "for 'index')")
+                            "for 'index'); for 'ray' and 'encode', how many texts")
     bench.add_argument("--vector-sizes", type=int, nargs="+", default=None,
                        help="index: also time the index on this many bare vectors (float16, "
                             "no catalog table), e.g. 10000000")
@@ -662,8 +662,7 @@ def _add_bench(sub: _Sub) -> None:
                        help="index: how far the synthetic copies spread from their originals")
     bench.add_argument("--calls", type=int, default=50)
     bench.add_argument("--workers", type=int, nargs="+", default=[1, 2],
-                       help="ray: the encoder pool sizes to time (--sizes: how many texts; "
-                            "also for 'encode')")
+                       help="ray: the encoder pool sizes to time (--sizes: how many texts)")
     bench.add_argument("--threads", type=int, default=None,
                        help="ray: CPU threads per worker (default: the cores shared out)")
     bench.add_argument("--batch-sizes", type=int, nargs="+", default=[64],
