@@ -626,16 +626,13 @@ class Recommender:
         static = self._static_part(facets if facets_scale else None, facets_scale,
                                    scale("popularity") if self.popularity is not None else 0.0)
         mood = scale("mood") if "mood" in reference else 0.0
-        if mood and self._item_moods.ndim == 1:
-            # one gather from the weighed match per mood (the last: none stated), and one add: at
-            # 10M items each pass over the catalog costs about 8 ms
-            weighed = mood * np.append(self.intent_moods(text), 0.0).astype(np.float32)
-            part = weighed.take(self._item_moods)
+        if mood:
+            # the weight goes into the intent's moods, so the match is the weighed part at once:
+            # at 10M items each pass over the catalog saved is about 8 ms
+            part = mood_match(mood * self.intent_moods(text), self._item_moods)
             part += static
         else:
             part = static.copy()
-            if mood:
-                np.add(part, mood * self.mood_scores(text), out=part)
         if reading is not None and reading.preferences and (liked := scale("intent")):
             liked *= self.config.preference_bonus / len(reading.preferences)
             for c in reading.preferences:  # few items hold a tag: add to those alone
