@@ -208,6 +208,7 @@ def test_bench_index_sets_the_index_beside_exact_scoring_in_one_run():
     assert ranked["speedup_p50"] == pytest.approx(
         ranked["exact"]["p50_ms"] / ranked["index"]["p50_ms"], rel=0.02)
     assert 0.8 <= ranked["recall@20"] <= 1 and 0.8 <= bare["recall@20"] <= 1
+    assert 0.7 <= ranked["recall@20_no_device_no_company"] <= 1
     assert ranked["candidates_p50"] < 3000 and ranked["index_build_s"] > 0
     assert "retrieve" in ranked["index_stages"]["stages"]
     assert "retrieve" not in ranked["exact_stages"]["stages"]

@@ -268,7 +268,8 @@ def test_the_recommender_shows_the_learned_context_effect(trained, encoder):
 
     catalog = _catalog()
     vectors = item_embeddings(encoder, catalog)
-    recommender = Recommender(catalog, encoder, vectors, index=VectorIndex.build(vectors))
+    recommender = Recommender(catalog, encoder, vectors)
+    recommender.attach_index(VectorIndex.build(vectors, features=recommender.retrieval))
     recommender.attach_sequence_model(trained)
     history = tuple(HistoryEntry(f"a{j}", 0) for j in (3, 14, 25, 36, 7))
     ranked = {}
@@ -285,7 +286,7 @@ def test_the_recommender_shows_the_learned_context_effect(trained, encoder):
                        "constraints"]].sum(axis=1)
         assert np.allclose(parts, table["score"], atol=1e-4)
         ranked[weather] = [int(i[1:]) // 10 for i in table["item_id"]]
-        # through a vector index (whose bands weigh the hand-written context as the learned
+        # through a vector index (whose query weighs the hand-written context as the learned
         # model's prior), a catalog this small is ranked as exactly
         indexed = recommender.recommend(context, k=10, exact=False)
         assert list(indexed.table["item_id"]) == list(table["item_id"])
