@@ -155,7 +155,8 @@ def _run_recommend(args: argparse.Namespace) -> int:
     context = Context(history=history, when=args.when or datetime.now(), place=args.place,
                       device=args.device, companions=tuple(args.companions), intent=args.intent)
     recommender = Recommender(catalog, encoder, vectors)
-    recommender.attach_index(index_for(recommender, args.use_index))
+    recommender.attach_index(index_for(encoder, catalog, vectors, recommender.retrieval,
+                                       args.use_index))
     _attach_intent_model(recommender, llm)
     ranking = recommender.recommend(context, k=max(args.k, args.llm_k))
     if args.llm_rerank or args.llm_adapter:

@@ -66,11 +66,12 @@ def test_a_filtered_search_returns_only_allowed_items_and_their_best(large, enco
 def test_the_index_is_saved_beside_the_embeddings_and_checked_on_load(tmp_path, encoder, catalog,
                                                                       recommender):
     cache = EmbeddingCache(tmp_path)
-    first = item_index(recommender, cache)
+    held = (encoder, catalog, recommender.vectors, recommender.retrieval)
+    first = item_index(*held, cache)
     path = cache.path(encoder, catalog).with_suffix(".faiss")
     assert path.is_file() and first.build_s > 0
     assert first.dim == encoder.dim + recommender.retrieval.dim
-    again = item_index(recommender, cache)
+    again = item_index(*held, cache)
     assert again.build_s == 0  # loaded, not rebuilt
     query = np.hstack([recommender.vectors[:3], np.ones((3, recommender.retrieval.dim))])
     np.testing.assert_array_equal(again.search(query, 5), first.search(query, 5))
@@ -82,18 +83,18 @@ def test_the_index_is_saved_beside_the_embeddings_and_checked_on_load(tmp_path, 
     # other popularity counts are other features: that index is rebuilt, not trusted
     counted = Recommender(catalog, encoder, recommender.vectors,
                           popularity=np.arange(len(catalog)) % 5)
-    assert item_index(counted, cache).build_s > 0
-    assert item_index(recommender, cache).build_s > 0
+    assert item_index(encoder, catalog, counted.vectors, counted.retrieval, cache).build_s > 0
+    assert item_index(*held, cache).build_s > 0
     with open(path, "r+b") as handle:  # one flipped byte fails the checksum
         handle.seek(100)
         byte = handle.read(1)
         handle.seek(100)
         handle.write(bytes([byte[0] ^ 0xFF]))
     assert VectorIndex.load(path, key, len(catalog), dim) is None
-    rebuilt = item_index(recommender, cache)
+    rebuilt = item_index(*held, cache)
     assert rebuilt.build_s > 0 and rebuilt.size == len(catalog)
-    assert index_for(recommender, cache=cache) is None  # small: exact by default
-    assert index_for(recommender, use=True, cache=cache) is not None
+    assert index_for(*held, cache=cache) is None  # small: exact by default
+    assert index_for(*held, use=True, cache=cache) is not None
 
 
 def test_an_index_of_another_catalog_is_refused(catalog, encoder, vectors, large):

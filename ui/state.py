@@ -118,7 +118,7 @@ def _cached_recommender(encoder_key: str, catalog_key: str, sequence_key: str | 
         vectors = item_embeddings(_encoder, _catalog)
     with startup_stage("recommender set-up"):
         recommender = Recommender(_catalog, _encoder, vectors)
-        recommender.attach_index(index_for(recommender))
+        recommender.attach_index(index_for(_encoder, _catalog, vectors, recommender.retrieval))
     if sequence_key:
         recommender.attach_sequence_model(sequence_checkpoint(sequence_key))
     return recommender

@@ -226,8 +226,9 @@ class Recommender:
 
     def attach_index(self, index: VectorIndex | None) -> None:
         """Rank through ``index`` (``None`` removes it): each call scores the index's best
-        ``config.candidates`` items for the request (or more, see ``candidates_share``), plus a fixed reference sample that keeps
-        the standardisation of the components what it is over the whole catalog."""
+        ``config.candidates`` items for the request (or more, see ``candidates_share``), plus a
+        fixed reference sample that keeps the standardisation of the components what it is over
+        the whole catalog."""
         expected = (len(self.catalog), self.vectors.shape[1] + self.retrieval.dim)
         if index is not None and (index.size, index.dim) != expected:
             raise ValueError(f"the index holds {index.size:,} vectors of {index.dim} dimensions; "

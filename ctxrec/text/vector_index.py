@@ -23,18 +23,16 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import faiss
 import numpy as np
 
+from ..data.catalog import Catalog
 from .embed_cache import EmbeddingCache
+from .encoders import TextEncoder
 
-if TYPE_CHECKING:
-    from ..rank.recommender import Recommender
-    from ..rank.retrieval_features import RetrievalFeatures
-
-__all__ = ["INDEX_FROM", "VectorIndex", "index_for", "item_index"]
+__all__ = ["INDEX_FROM", "Features", "VectorIndex", "index_for", "item_index"]
 
 # Catalogs with at least this many items are ranked through the index by default. Below it, exact
 # scoring is fast enough and has no recall to lose (the README's table: at 100k items the index
@@ -50,6 +48,18 @@ _FORMAT = "ivf-pq4fs-v3"
 # two dimensions per code and 1,000 candidates, as with 8-bit codes (0.925), 0.83 with three
 # (2,000 candidates: 0.88; 4,000: 0.91), at 6.4 and 5.9 ms for the whole retrieval
 _DIMS_PER_CODE = 2
+
+
+class Features(Protocol):
+    """What the index holds beside each item's vector (the recommender's
+    :class:`~ctxrec.rank.retrieval_features.RetrievalFeatures`)."""
+
+    @property
+    def dim(self) -> int: ...
+
+    def rows(self, positions: np.ndarray | slice) -> np.ndarray: ...
+
+    def digest(self) -> str: ...
 
 
 @dataclass
@@ -81,7 +91,7 @@ class VectorIndex:
         return (self.size * (ivf.code_size + 8) + ivf.nlist * ivf.d * 4) / 2**20
 
     @classmethod
-    def build(cls, vectors: np.ndarray, key: str = "", features: RetrievalFeatures | None = None,
+    def build(cls, vectors: np.ndarray, key: str = "", features: Features | None = None,
               cells: int | None = None, nprobe: int | None = None, seed: int = 0
               ) -> VectorIndex:
         """Train the cells on a sample of ``vectors`` and add them all.
@@ -205,31 +215,31 @@ class VectorIndex:
         return cls(index, key, dim)
 
 
-def item_index(recommender: Recommender, cache: EmbeddingCache | None = None) -> VectorIndex:
-    """The index of the recommender's items (their vectors and retrieval features): loaded from
-    beside the embedding cache, else built and saved there."""
+def item_index(encoder: TextEncoder, catalog: Catalog, vectors: np.ndarray, features: Features,
+               cache: EmbeddingCache | None = None) -> VectorIndex:
+    """The index of ``catalog``'s item vectors and their ``features`` (a recommender's
+    ``retrieval``): loaded from beside the embedding cache, else built and saved there."""
     cache = cache or EmbeddingCache()
-    encoder, catalog, features = recommender.encoder, recommender.catalog, recommender.retrieval
     key = f"{cache.key(encoder, catalog)}-{features.digest()}"
     path = cache.path(encoder, catalog).with_suffix(".faiss")
     index = VectorIndex.load(path, key, len(catalog), encoder.dim + features.dim)
     if index is None:
-        index = VectorIndex.build(recommender.vectors, key, features)
+        index = VectorIndex.build(vectors, key, features)
         index.save(path)
     return index
 
 
-def index_for(recommender: Recommender, use: bool | None = None,
-              cache: EmbeddingCache | None = None) -> VectorIndex | None:
-    """The index to rank the recommender's catalog through: ``use`` True or False decides;
-    ``None`` uses one from :data:`INDEX_FROM` items up (below that, exact scoring is fast and
-    loses nothing)."""
-    if use is False or (use is None and len(recommender.catalog) < INDEX_FROM):
+def index_for(encoder: TextEncoder, catalog: Catalog, vectors: np.ndarray, features: Features,
+              use: bool | None = None, cache: EmbeddingCache | None = None
+              ) -> VectorIndex | None:
+    """The index to rank ``catalog`` through: ``use`` True or False decides; ``None`` uses one
+    from :data:`INDEX_FROM` items up (below that, exact scoring is fast and loses nothing)."""
+    if use is False or (use is None and len(catalog) < INDEX_FROM):
         return None
-    return item_index(recommender, cache)
+    return item_index(encoder, catalog, vectors, features, cache)
 
 
-def _rows(vectors: np.ndarray, features: RetrievalFeatures | None,
+def _rows(vectors: np.ndarray, features: Features | None,
           positions: np.ndarray | slice, padded: int) -> np.ndarray:
     """The rows the index holds for ``positions``: float32 vectors, their features, and zeros
     up to ``padded`` dimensions."""
