@@ -15,7 +15,7 @@ from ..data.catalog import COMPANIONS, DAYPARTS, DEVICES, MOODS, PLACES, Catalog
 from ..data.context import SEASONS
 
 __all__ = ["MOOD_PROTOTYPES", "StructuredAttributes", "history_attention", "mood_distribution",
-           "mood_match", "standardise", "top_in_order"]
+           "mood_match", "season_closeness", "standardise", "top_in_order"]
 
 # How each mood is put into words when the encoder places a person's intent among the moods.
 MOOD_PROTOTYPES = {
@@ -167,9 +167,7 @@ class StructuredAttributes:
             facets.append(("companions", fit, self.companions.any(axis=1)))
         if self.seasons is not None and season in SEASONS:
             now = SEASONS.index(season)
-            closeness = np.array([1.0 - min((i - now) % 4, (now - i) % 4) / 2
-                                  for i in range(len(SEASONS))], dtype=np.float32)
-            fit = (self.seasons * closeness).max(axis=1)
+            fit = (self.seasons * season_closeness(now)).max(axis=1)
             facets.append(("season", fit, self.seasons.any(axis=1)))
         if not facets:
             return np.zeros(n, dtype=np.float32), []
@@ -179,6 +177,13 @@ class StructuredAttributes:
         score = np.divide(fits.sum(axis=0), counted, out=np.full(n, 0.5, dtype=np.float32),
                           where=counted > 0)
         return score.astype(np.float32), [name for name, _, _ in facets]
+
+
+def season_closeness(now: int) -> np.ndarray:
+    """(4,) how well each season (``SEASONS`` order) fits season ``now``: itself 1, the seasons
+    next to it 0.5, the opposite one 0."""
+    return np.array([1.0 - min((i - now) % 4, (now - i) % 4) / 2 for i in range(len(SEASONS))],
+                    dtype=np.float32)
 
 
 def standardise(values: np.ndarray, reference: np.ndarray | None = None) -> np.ndarray:

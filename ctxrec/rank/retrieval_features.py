@@ -31,7 +31,7 @@ import numpy as np
 
 from ..data.catalog import COMPANIONS, DAYPARTS, DEVICES, MOODS, PLACES
 from ..data.context import SEASONS
-from .components import StructuredAttributes
+from .components import StructuredAttributes, season_closeness
 
 __all__ = ["RetrievalFeatures"]
 
@@ -143,9 +143,7 @@ class RetrievalFeatures:
             fits.append(a.companions[positions])
         if a.seasons is not None:
             seasons = a.seasons[positions].astype(np.float32)
-            closeness = np.array([[1.0 - min((i - now) % 4, (now - i) % 4) / 2
-                                   for i in range(len(SEASONS))] for now in range(len(SEASONS))],
-                                 dtype=np.float32)
+            closeness = np.stack([season_closeness(now) for now in range(len(SEASONS))])
             # an item's fit in each season is its closest season's closeness to it
             fits.append((seasons[:, None, :] * closeness[None, :, :]).max(axis=2))
         for (name, _), fit in zip(self.facets, fits):
