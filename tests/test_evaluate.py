@@ -332,6 +332,18 @@ def test_results_never_overwrite_each_other(tiny_movielens, tmp_path):
     assert names[1] + " #2" == names[2]
 
 
+def test_the_history_text_with_the_item_mean_reports_the_weight_it_validated(tiny_movielens):
+    run = run_experiment(ExperimentConfig(data=str(tiny_movielens),
+                                          models=("lm-history", "lm-history-mean"),
+                                          masking="unmasked"))
+    names = [r["model"] for r in run["results"]]
+    assert len(names) == 2 and list(run["validated"]) == names[1:]
+    tried = run["validated"][names[1]]
+    best = max(tried, key=lambda w: (tried[w], -w))
+    assert f"+ {best:g} × item mean" in names[1]  # the name carries the chosen weight, 0 too
+    json.dumps(run)  # the run is saved as JSON
+
+
 def test_the_evaluate_page_runs_a_context_log_and_reports_broken_models(tmp_path, monkeypatch,
                                                                         catalog, recommender,
                                                                         tiny_movielens):

@@ -18,7 +18,10 @@ from ctxrec.evaluation.split import leave_last_out
 from ctxrec.experiments.tune_encoder import training_pairs
 from ctxrec.sequence.run import hold_out_items
 from ctxrec.text.encoders import load_encoder
-from ctxrec.evaluation.history_text import HistoryTextRanker, history_text
+from ctxrec.evaluation.baselines import TextSimilarity
+from ctxrec.evaluation.history_text import (PROFILE_WEIGHTS, HistoryTextRanker, history_text,
+                                          validated_history_ranker)
+from ctxrec.evaluation.protocol import Protocol, evaluate_protocols
 from ctxrec.tune.encoder import (TUNING_FILE, encoders_dir, log_pairs, read_tuning, tune_encoder,
                                 tuned_encoders)
 
@@ -34,6 +37,26 @@ def test_the_history_text_names_the_recent_titles_and_the_time():
     assert history_text(["Alien", "  Heat "], saturday) == \
         "Recently: Alien; Heat. Now: Saturday evening."
     assert history_text([], None) == "Nothing yet."
+
+
+def test_the_item_mean_adds_to_the_history_text_at_the_weight_validation_chose(movielens_split):
+    catalog, split = movielens_split
+    encoder = load_encoder()
+    vectors = encoder.encode(catalog.texts())
+    queries = split.queries("valid")[:5]
+    text = HistoryTextRanker(encoder, catalog, vectors).scores(queries)
+    mean = TextSimilarity(vectors).scores(queries)
+    blend = HistoryTextRanker(encoder, catalog, vectors, profile_weight=0.5)
+    np.testing.assert_allclose(blend.scores(queries), text + 0.5 * mean, atol=1e-5)
+    assert "0.5 × item mean" in blend.name
+
+    chosen = validated_history_ranker(encoder, catalog, vectors, split)
+    assert set(chosen.validation) == set(PROFILE_WEIGHTS)
+    assert chosen.validation[chosen.profile_weight] == max(chosen.validation.values())
+    # what it found is what the validation events give at that weight
+    again = HistoryTextRanker(encoder, catalog, vectors, profile_weight=chosen.profile_weight)
+    result = evaluate_protocols(again, split, [Protocol("full")], target="valid")[0]
+    assert np.isclose(result.per_user["ndcg"].mean(), chosen.validation[chosen.profile_weight])
 
 
 def test_pairs_come_from_the_training_histories_only(movielens_split):

@@ -90,8 +90,8 @@ def _tuning(run: dict) -> None:
                                  if key != "encoder"}} for side in ("frozen", "tuned")]
     st.dataframe(pd.DataFrame(rows), hide_index=True, key="ev_tuning")
     st.caption(f"Split: {run['split']} · commit {run['commit']} · {run['created']}. "
-               "Test figures: `python -m ctxrec evaluate --models lm-text lm-history --model "
-               f"{run['out']}`.")
+               "Test figures: `python -m ctxrec evaluate --models lm-text lm-history "
+               f"lm-history-mean --model {run['out']}`.")
 
 
 def _tuned_reranker(run: dict) -> None:

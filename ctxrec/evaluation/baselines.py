@@ -14,7 +14,16 @@ import torch
 from ..rank.query import Query
 from .split import Split
 
-__all__ = ["ContextPopularity", "ItemKNN", "Popularity", "TextSimilarity", "UserCounts"]
+__all__ = ["ContextPopularity", "ItemKNN", "Popularity", "TextSimilarity", "UserCounts",
+           "history_profiles"]
+
+
+def history_profiles(vectors: np.ndarray, queries: Sequence[Query]) -> np.ndarray:
+    """(Q, d) the unit mean of each query's history item vectors; zeros for an empty history."""
+    dim = vectors.shape[1]
+    profiles = np.stack([vectors[q.items].mean(axis=0) if len(q.items) else
+                         np.zeros(dim, dtype=vectors.dtype) for q in queries])
+    return profiles / np.maximum(np.linalg.norm(profiles, axis=1, keepdims=True), 1e-12)
 
 
 @dataclass
@@ -69,10 +78,7 @@ class TextSimilarity:
     name: str = "LM text similarity"
 
     def scores(self, queries: Sequence[Query]) -> np.ndarray:
-        dim = self.vectors.shape[1]
-        profiles = np.stack([self.vectors[q.items].mean(axis=0) if len(q.items) else
-                             np.zeros(dim, dtype=self.vectors.dtype) for q in queries])
-        profiles /= np.maximum(np.linalg.norm(profiles, axis=1, keepdims=True), 1e-12)
+        profiles = history_profiles(self.vectors, queries)
         return (torch.from_numpy(profiles) @ torch.from_numpy(self.vectors).T).numpy()
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..evaluation.baselines import ItemKNN, Popularity, TextSimilarity
-from ..evaluation.history_text import HistoryTextRanker
+from ..evaluation.history_text import HistoryTextRanker, validated_history_ranker
 from ..evaluation.protocol import Protocol, evaluate_protocols
 from ..evaluation.split import SPLITS, TimeOrder, leave_last_out
 from ..evaluation.statistics import summarise
@@ -21,7 +21,8 @@ from .results import code_version
 __all__ = ["MASKINGS", "MODELS", "ExperimentConfig", "load_checked_checkpoint", "load_split",
            "run_experiment"]
 
-MODELS = ("popularity", "item-knn", "lm-text", "lm-history", "ctxrec")
+# lm-history-mean: the history text plus the mean of its item vectors, weighed on validation
+MODELS = ("popularity", "item-knn", "lm-text", "lm-history", "lm-history-mean", "ctxrec")
 MASKINGS = ("both", "unmasked", "masked")
 Progress = Callable[[str, int, int], None]
 
@@ -105,6 +106,10 @@ def run_experiment(config: ExperimentConfig, progress: Progress | None = None) -
             "protocols": [p.label for p in protocols], "k": config.k, "config": asdict(config),
             "commit": code_version(), "created": datetime.now().isoformat(timespec="seconds"),
             "results": results,
+            # what a model chose on the validation events before the test (its NDCG@10 per
+            # setting tried)
+            "validated": {r.name: r.validation for r in rankers
+                          if getattr(r, "validation", None)},
             "per_user": {name: table["rank"].tolist() for name, table in per_user.items()}}
 
 
@@ -140,13 +145,15 @@ def _rankers(config: ExperimentConfig, catalog, split, progress: Progress | None
     """The models to compare, in the order asked for, then sequence models, the LLM re-ranker,
     the blanked context and the ablations."""
     recommender = vectors = None
-    if {"lm-text", "lm-history", "ctxrec"} & set(config.models) or config.ablations or \
-            config.context_blank or config.llm_rerank:
+    if {"lm-text", "lm-history", "lm-history-mean", "ctxrec"} & set(config.models) or \
+            config.ablations or config.context_blank or config.llm_rerank:
         recommender, vectors = _recommender(config, catalog, split, progress)
     build = {"popularity": lambda: Popularity(split.train_counts),
              "item-knn": lambda: ItemKNN(split),
              "lm-text": lambda: TextSimilarity(vectors),
              "lm-history": lambda: HistoryTextRanker(recommender.encoder, catalog, vectors),
+             "lm-history-mean": lambda: validated_history_ranker(recommender.encoder, catalog,
+                                                                 vectors, split),
              "ctxrec": lambda: RecommenderRanker(recommender)}
     rankers = [build[name]() for name in config.models]
     if config.checkpoint:
