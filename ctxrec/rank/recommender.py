@@ -148,7 +148,7 @@ class _Scored:
     reading: ReadIntent | None = None
     # each limit's label and what breaking it costs each item (0 where it is kept)
     limits: list[tuple[str, np.ndarray]] | None = None
-    rows: Rows | None = None  # catalog positions scored through the index (None: all)
+    rows: np.ndarray | None = None  # catalog positions scored through the index (None: all)
     sample: np.ndarray | None = None  # which of ``rows`` are the reference sample
     learned: tuple[np.ndarray, np.ndarray] | None = None  # context model: with, without context
     prior_weight: float = 0.0  # of the hand-written context prior beside a learned context
@@ -489,12 +489,11 @@ class Recommender:
                 sequence = self.learned_scores(tuple(positions), context) if learned else \
                     (self.sequence_scores(tuple(positions)),)
 
-        def scored(positions_scored: np.ndarray | None, sample: np.ndarray | None) -> _Scored:
-            rows = None if positions_scored is None else Rows.of(self.vectors, positions_scored)
+        def scored(rows: Rows | None, sample: np.ndarray | None) -> _Scored:
             take = (lambda values: values) if rows is None else \
                 (lambda values: values[rows.positions])
             raw: dict[str, np.ndarray] = {}
-            n = len(self.catalog) if rows is None else len(positions_scored)
+            n = len(self.catalog) if rows is None else len(rows.positions)
             attention = np.zeros((n, len(positions)), dtype=np.float32)
             if queries["intent"] is not None and weights["intent"]:
                 raw["intent"] = self.intent_scores(text, reading.preferences if reading else (),
@@ -513,7 +512,7 @@ class Recommender:
             limits = None if reading is None else \
                 [(c.label, take(self._breaks(c)) * _limit_cost(c)) for c in reading.constraints]
             return _Scored(raw, weights, positions, signals, hist_ids, attention, notes,
-                           reading, limits, positions_scored, sample,
+                           reading, limits, None if rows is None else rows.positions, sample,
                            tuple(take(s) for s in sequence) if learned else None, prior_weight)
 
         place = (str(self._matrix.device), str(self._matrix.dtype).removeprefix("torch."))
@@ -528,13 +527,14 @@ class Recommender:
         with meter.stage("components", *place):
             # each item's raw scores depend on it alone: the sample's, scored to standardise by,
             # are kept
-            return _joined(sample, scored(more, np.zeros(len(more), dtype=bool))) \
+            return _joined(sample, scored(Rows.of(self.vectors, more),
+                                          np.zeros(len(more), dtype=bool))) \
                 if more.size else sample
 
     def _candidates(self, queries: dict[str, np.ndarray | None], positions: list[int],
                     signals: list[float], weights: Weights,
                     sequence: tuple[np.ndarray, ...] | None, reading: ReadIntent | None,
-                    scored: Callable[[np.ndarray, np.ndarray], _Scored], context: Context,
+                    scored: Callable[[Rows, np.ndarray], _Scored], context: Context,
                     text: str, prior: float) -> tuple[_Scored, np.ndarray]:
         """Catalog positions to score through the index.
 
@@ -550,8 +550,8 @@ class Recommender:
 
         Returns the reference sample, scored, and the positions found, not yet scored.
         """
-        sample = self._reference.positions
-        scored_sample = scored(sample, np.ones(len(sample), dtype=bool))
+        sample = self._reference.positions  # its vectors gathered once, when the index came
+        scored_sample = scored(self._reference, np.ones(len(sample), dtype=bool))
         reference = scored_sample.raw  # each component's spread here is what standardising divides by
 
         def scale(name: str, share: float = 1.0) -> float:

@@ -71,7 +71,7 @@ class VectorIndex:
     Attributes:
         index: the faiss index.
         key: what it was built from (the embedding cache key), checked on load.
-        dim: the dimension of what it holds (faiss's is padded to a multiple of six).
+        dim: the dimension of what it holds (faiss's is padded to a multiple of four).
         build_s: seconds the build took (0 when loaded).
     """
 
