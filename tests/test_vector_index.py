@@ -38,13 +38,13 @@ def large(catalog, encoder, vectors):
 def test_the_index_finds_what_exact_search_finds(large, encoder):
     _, big_vectors, index = large
     # it proposes candidates that are then scored exactly: the exact best 20 must be among its
-    # best 200 (its own order of them is approximate: 4 bits per three dimensions)
+    # best 200 (its own order of them is approximate: 4 bits per two dimensions)
     queries = encoder.encode(list(INTENTS))
     found = index.search(_vectors_alone(queries, index), 200)
     exact = np.argsort(-(big_vectors @ queries.T), axis=0)[:20].T
     recall = np.mean([len(set(f) & set(e)) / 20 for f, e in zip(found, exact)])
     assert recall >= 0.9
-    assert index.memory_mb < big_vectors.nbytes / 2**20 / 8  # half a byte per three dimensions
+    assert index.memory_mb < big_vectors.nbytes / 2**20 / 8  # half a byte per two dimensions
 
 
 def _vectors_alone(queries: np.ndarray, index: VectorIndex) -> np.ndarray:
@@ -241,3 +241,14 @@ def test_faiss_loads_only_where_an_index_is_built_or_read():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                          check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_positions_to_score_are_those_found_once_without_the_sample():
+    from ctxrec.rank.recommender import _new_positions
+
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        sample = np.sort(rng.choice(1000, rng.integers(0, 50), replace=False))
+        found = [rng.integers(0, 1000, rng.integers(0, 300)) for _ in range(rng.integers(0, 3))]
+        expected = np.setdiff1d(np.concatenate([sample[:0], *found]), sample)
+        assert np.array_equal(_new_positions(found, sample), expected)

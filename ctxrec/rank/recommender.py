@@ -587,8 +587,7 @@ class Recommender:
             if liked and (allowed := self._liked(tuple(liked), tuple(limits))).any():
                 hits = self.index.search(query, wanted // 2, allowed=allowed)[0]
                 found.append(hits[hits >= 0])
-        more = np.setdiff1d(np.concatenate([sample[:0], *found]), sample)
-        return scored_sample, more
+        return scored_sample, _new_positions(found, sample)
 
     def _history_query(self, positions: list[int], signals: list[float], target: np.ndarray
                        ) -> np.ndarray:
@@ -731,6 +730,19 @@ def _mmr(scores: np.ndarray, vectors: np.ndarray, k: int, diversity: float) -> l
         available[best] = False
         max_sim = np.maximum(max_sim, vectors @ vectors[best])
     return chosen
+
+
+def _new_positions(found: list[np.ndarray], sample: np.ndarray) -> np.ndarray:
+    """The positions in ``found`` that are not in the sorted ``sample``, sorted, each once. By
+    sorting: numpy's hashing ``setdiff1d`` took 4 ms for the 14,000 positions of a 10M-item
+    call."""
+    positions = np.sort(np.concatenate([sample[:0], *found]))
+    positions = positions[np.concatenate([[True], positions[1:] != positions[:-1]])] \
+        if positions.size else positions
+    if sample.size:
+        at = np.minimum(np.searchsorted(sample, positions), sample.size - 1)
+        positions = positions[sample[at] != positions]
+    return positions
 
 
 def _joined(a: _Scored, b: _Scored) -> _Scored:
