@@ -102,4 +102,5 @@ def validated_history_ranker(encoder: TextEncoder, catalog: Catalog, vectors: np
         found[float(weight)] = float(result.per_user["ndcg"].mean())
     ranker.profile_weight = max(found, key=lambda w: (found[w], -w))
     ranker.validation = found
+    ranker._encoded.clear()  # the test's texts are other texts: keep no user's vector twice
     return ranker

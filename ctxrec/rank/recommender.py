@@ -550,7 +550,7 @@ class Recommender:
 
         Returns the reference sample, scored, and the positions found, not yet scored.
         """
-        sample = self._reference.positions  # its vectors gathered once, when the index came
+        sample = self._reference.positions  # its vectors gathered when the index was attached
         scored_sample = scored(self._reference, np.ones(len(sample), dtype=bool))
         reference = scored_sample.raw  # each component's spread here is what standardising divides by
 
